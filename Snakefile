@@ -1,0 +1,33 @@
+# deepser workflow: meta files -> features -> H5 databases (-> models, see rules/).
+# Run with `make demo`, or `snakemake --cores all [--configfile my.yaml]`.
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+# config/config.yaml unless --configfile names others (which then replace it, not extend it)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    corpus="|".join(CORPORA),
+    featureset="|".join(FEATURE_SETS),
+    database="|".join(DATABASES),
+    shard=r"\d+",
+    rate=r"\d+",
+
+
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/database.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_databases(),

@@ -1,0 +1,98 @@
+# Config validation and every helper function of the workflow (rules stay declarative).
+from functools import lru_cache
+from pathlib import Path
+
+import deepser
+from deepser.config import check_config, feature_spec, gain_config, needs_corpus_gain
+from deepser.meta import read_table
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../config/schema.yaml")
+_config_problems = check_config(config)
+if _config_problems:
+    raise WorkflowError(
+        "invalid config:\n" + "\n".join(f"  {p}" for p in _config_problems)
+    )
+
+RESULTS = config.get("results", "results")
+CORPORA = config["corpora"]
+FEATURE_SETS = config["feature_sets"]
+DATABASES = config["databases"]
+LIBRARY = Path(deepser.__file__).parent
+SCRIPTS = Path(workflow.basedir) / "scripts"
+
+
+def code(script, *modules):
+    """Script and library modules run by a job, as inputs. Editing them re-runs its rule
+    (content checksums, so a mere touch does not)."""
+    return [str(SCRIPTS / script)] + [str(LIBRARY / m) for m in modules]
+
+
+def mem_mb(base):
+    """Memory that grows with each retry (cluster retries after an out-of-memory kill)."""
+    return lambda wildcards, attempt: base * attempt
+
+
+@lru_cache(maxsize=None)
+def _meta_table(path, mtime):
+    return read_table(path)
+
+
+def shard_rows(corpus, shard):
+    """(utt_id, audio path) of one shard, from the validated meta (after the checkpoint)."""
+    meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+    table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
+    rows = table[table["shard"] == int(shard)]
+    return [(u, a) for u, a in zip(rows["utt_id"], rows["audio"])]
+
+
+def shard_audio(wildcards):
+    return [audio for _, audio in shard_rows(wildcards.corpus, wildcards.shard)]
+
+
+def shard_params(wildcards):
+    return shard_rows(wildcards.corpus, wildcards.shard)
+
+
+def gain_input(wildcards):
+    if not needs_corpus_gain(config, wildcards.featureset):
+        return []
+    rate = FEATURE_SETS[wildcards.featureset]["sample_rate"]
+    return [f"{RESULTS}/corpora/{wildcards.corpus}/gain/sr{rate}.json"]
+
+
+def gain_shards(wildcards):
+    n = CORPORA[wildcards.corpus].get("n_shards", 4)
+    return expand(
+        f"{RESULTS}/corpora/{wildcards.corpus}/gain/sr{wildcards.rate}/shard-{{shard}}.json",
+        shard=range(n),
+    )
+
+
+def db_corpora(wildcards):
+    return DATABASES[wildcards.database]["corpora"]
+
+
+def db_inputs(wildcards):
+    db = DATABASES[wildcards.database]
+    corpora = db["corpora"]
+    base = f"{RESULTS}/corpora"
+    return {
+        "meta": [f"{base}/{c}/meta.tsv" for c in corpora],
+        "vocab": [f"{base}/{c}/vocab.json" for c in corpora],
+        "rejected": [f"{base}/{c}/rejected.tsv" for c in corpora],
+        "shards": [
+            f"{base}/{c}/features/{db['feature_set']}/shard-{k}.h5"
+            for c in corpora
+            for k in range(CORPORA[c].get("n_shards", 4))
+        ],
+    }
+
+
+def db_params(wildcards):
+    return [(c, CORPORA[c].get("n_shards", 4)) for c in db_corpora(wildcards)]
+
+
+def all_databases():
+    return expand(f"{RESULTS}/db/{{database}}.h5", database=DATABASES)

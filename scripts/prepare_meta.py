@@ -1,0 +1,22 @@
+"""Snakemake entry point: validate a corpus meta file and write the normalised meta."""
+
+import pandas as pd
+
+from deepser.files import write_json
+from deepser.meta import CorpusSpec, read_meta, write_table
+from deepser.workflow import rule_log
+
+sm = snakemake  # noqa: F821 (injected by the script directive)
+with rule_log(sm) as log:
+    spec = CorpusSpec.from_config(sm.wildcards.corpus, sm.params.corpus)
+    result = read_meta(spec)
+    write_table(sm.output.meta, result.table)
+    write_json(sm.output.vocab, result.vocab)
+    columns = ["utt_id", "audio", "line", "stage", "reason"]
+    write_table(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))
+    log.info(
+        "%d utterances, %d rejected; vocabularies: %s",
+        len(result.table),
+        len(result.rejected),
+        result.vocab,
+    )

@@ -1,0 +1,100 @@
+"""Per-shard work: gain statistics and feature extraction over a shard's utterances."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from deepser.audio import AudioError, load_audio
+from deepser.features import FeatureError, extract
+from deepser.gain import apply_gain, shard_stats
+from deepser.h5db import write_feature_shard
+
+log = logging.getLogger(__name__)
+
+Row = Sequence[str]  # (utt_id, audio path)
+
+
+class BadAudioError(RuntimeError):
+    """Audio files that cannot be used, with ``on_bad_audio: fail``; names every one."""
+
+    def __init__(self, bad: list[dict[str, Any]]) -> None:
+        self.bad = bad
+        lines = "\n".join(f"  {b['audio']}: {b['reason']}" for b in bad)
+        super().__init__(
+            f"{len(bad)} bad audio file(s) (set on_bad_audio: skip to leave them out):\n{lines}"
+        )
+
+
+def _progress(rows: Sequence[Row], desc: str) -> tqdm:
+    return tqdm(rows, desc=desc, unit="utt", mininterval=2.0, ascii=True)
+
+
+def gain_stats_for_shard(rows: Sequence[Row], sample_rate: int) -> dict[str, float | int]:
+    """Sample statistics of a shard's audio at ``sample_rate`` (unreadable files are skipped:
+    the feature stage reports them)."""
+
+    def signals() -> Iterator[np.ndarray]:
+        for utt_id, audio in _progress(rows, "gain statistics"):
+            try:
+                yield load_audio(audio, sample_rate)
+            except AudioError as exc:
+                log.warning("skipping %s for gain statistics: %s", utt_id, exc.reason)
+
+    return shard_stats(signals())
+
+
+def extract_shard(
+    rows: Sequence[Row],
+    spec: Mapping[str, Any],
+    gain: Mapping[str, Any],
+    out: str | Path,
+    on_bad_audio: str = "fail",
+) -> list[dict[str, Any]]:
+    """Compute ``spec`` features for every row into the shard file ``out``.
+
+    Returns the rejected utterances (``on_bad_audio: skip``); with ``fail``, raises
+    :class:`BadAudioError` naming every bad file once the whole shard has been checked.
+    """
+    bad: list[dict[str, Any]] = []
+
+    def items() -> Iterator[tuple[str, np.ndarray]]:
+        for utt_id, audio in _progress(rows, "features"):
+            try:
+                y = load_audio(audio, spec["sample_rate"])
+                feat = extract(apply_gain(y, gain), spec)
+            except AudioError as exc:
+                bad.append(
+                    {"utt_id": utt_id, "audio": audio, "stage": "features", "reason": exc.reason}
+                )
+                continue
+            except FeatureError as exc:
+                bad.append(
+                    {"utt_id": utt_id, "audio": audio, "stage": "features", "reason": str(exc)}
+                )
+                continue
+            if not np.all(np.isfinite(feat)):
+                bad.append(
+                    {
+                        "utt_id": utt_id,
+                        "audio": audio,
+                        "stage": "features",
+                        "reason": "non-finite feature values",
+                    }
+                )
+                continue
+            yield utt_id, feat
+
+    def final_attrs() -> dict[str, Any]:
+        if bad and on_bad_audio == "fail":
+            raise BadAudioError(bad)  # the temporary file is discarded
+        return {"feature_spec": dict(spec), "gain": dict(gain), "rejected": bad}
+
+    n = write_feature_shard(out, items(), final_attrs)
+    log.info("%d utterances written to %s, %d rejected", n, out, len(bad))
+    return bad

@@ -1,0 +1,187 @@
+"""Feature extraction: pure functions from a mono waveform to a (frames, dims) float32 array.
+
+Every feature type is one entry of :data:`FEATURE_TYPES`; :func:`resolve_spec` turns a (partial)
+feature-set config into an explicit spec (every parameter, the sample rate included) that is stored
+next to the features, in databases and in model bundles, so the recogniser computes the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw")
+AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
+
+# Defaults per feature type; the original toolkit's settings are those of `mel` and `logspec`
+# at 22 050 Hz (seed-inventory 1.5), but the sample rate is always explicit here (seed Q-12).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "logmel": {"win": "25ms", "hop": "10ms", "n_mels": 40, "fmin": 0.0, "fmax": None},
+    "mel": {"win": 512, "hop": 512, "n_mels": 80, "fmin": 0.0, "fmax": 8000.0},
+    "logspec": {"win": 512, "hop": 128, "top_db": None},
+    "pca_logspec": {"win": 512, "hop": 128, "top_db": None, "n_components": 60},
+    "raw": {},
+}
+_LENGTH = re.compile(r"^(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s)?$")
+
+
+class FeatureError(ValueError):
+    """The audio cannot give this feature (e.g. shorter than one frame)."""
+
+
+def parse_length(value: str | int, sample_rate: int) -> int:
+    """Return a length in samples from ``"25ms"``, ``"0.025s"`` or a sample count."""
+    if isinstance(value, int | np.integer):
+        return int(value)
+    match = _LENGTH.match(str(value).strip())
+    if not match:
+        raise ValueError(f"cannot read the length {value!r}: use e.g. '25ms', '0.025s' or 400")
+    num, unit = float(match["num"]), match["unit"]
+    if unit == "ms":
+        return int(round(num * sample_rate / 1000.0))
+    if unit == "s":
+        return int(round(num * sample_rate))
+    return int(num)
+
+
+def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the explicit feature spec (all parameters, lengths in samples) for a feature set."""
+    ftype = config["type"]
+    if ftype not in FEATURE_TYPES:
+        raise ValueError(f"unknown feature type {ftype!r}; known: {', '.join(FEATURE_TYPES)}")
+    sr = int(config["sample_rate"])
+    merged = {**_DEFAULTS[ftype], **{k: v for k, v in config.items() if k != "gain"}}
+    spec: dict[str, Any] = {"type": ftype, "sample_rate": sr}
+    if ftype != "raw":
+        win = parse_length(merged["win"], sr)
+        hop = parse_length(merged["hop"], sr)
+        n_fft = int(merged.get("n_fft") or 1 << max(win - 1, 1).bit_length())
+        if win > n_fft:
+            raise ValueError(f"win ({win} samples) is longer than n_fft ({n_fft})")
+        if hop < 1:
+            raise ValueError("hop must be at least one sample")
+        spec.update(
+            win_length=win,
+            hop_length=hop,
+            n_fft=n_fft,
+            window="hann",
+            center=bool(merged.get("center", True)),
+            pad_mode=str(merged.get("pad_mode", "constant")),
+        )
+    if ftype in ("logmel", "mel"):
+        fmax = merged.get("fmax")
+        fmax = float(sr / 2 if fmax is None else fmax)
+        if fmax > sr / 2:
+            raise ValueError(f"fmax {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        spec.update(n_mels=int(merged["n_mels"]), fmin=float(merged["fmin"]), fmax=fmax)
+    if ftype in ("logspec", "pca_logspec"):
+        top_db = merged.get("top_db")
+        spec["top_db"] = None if top_db is None else float(top_db)
+    if ftype == "pca_logspec":
+        spec["n_components"] = int(merged["n_components"])
+    return spec
+
+
+def _frames(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Windowed frames (n_frames, n_fft) of ``y`` as librosa.stft frames them."""
+    n_fft, hop = spec["n_fft"], spec["hop_length"]
+    if spec["center"]:
+        y = np.pad(y, n_fft // 2, mode=spec["pad_mode"])
+    if len(y) < n_fft:
+        raise FeatureError(f"{len(y)} samples are fewer than one frame of {n_fft}")
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
+    return frames * _window(spec["win_length"], n_fft)
+
+
+@lru_cache(maxsize=16)
+def _window(win_length: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``win_length`` zero-padded (centred) to ``n_fft``."""
+    n = np.arange(win_length)
+    win = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)).astype(np.float32)
+    left = (n_fft - win_length) // 2
+    return np.pad(win, (left, n_fft - win_length - left))
+
+
+def power_spectrogram(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """|STFT|^2 as (frames, 1 + n_fft // 2) float32."""
+    spectrum = np.fft.rfft(_frames(np.asarray(y, dtype=np.float32), spec), axis=1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney-style, area-normalised mel filters (librosa.filters.mel), transposed: (bins, mels)."""
+    import librosa
+
+    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return np.ascontiguousarray(fb.T, dtype=np.float32)
+
+
+def _mel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    fb = mel_filterbank(
+        spec["sample_rate"], spec["n_fft"], spec["n_mels"], spec["fmin"], spec["fmax"]
+    )
+    return power_spectrogram(y, spec) @ fb
+
+
+def _to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
+    db = 10.0 * np.log10(np.maximum(power, AMIN))
+    if top_db is not None:
+        db = np.maximum(db, db.max() - top_db)
+    return db.astype(np.float32)
+
+
+def _logmel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    return _to_db(_mel(y, spec))
+
+
+def _logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    return _to_db(power_spectrogram(y, spec), spec.get("top_db"))
+
+
+def _pca_logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Log spectrogram whitened by a PCA fitted on this utterance alone (the original's way)."""
+    from sklearn.decomposition import PCA
+
+    logspec = _logspec(y, spec)
+    n = spec["n_components"]
+    if logspec.shape[0] < n:
+        raise FeatureError(f"{logspec.shape[0]} frames are fewer than n_components={n}")
+    return PCA(n_components=n, whiten=True).fit_transform(logspec).astype(np.float32)
+
+
+def _raw(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(y, dtype=np.float32)[:, None]
+
+
+EXTRACTORS: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {
+    "logmel": _logmel,
+    "mel": _mel,
+    "logspec": _logspec,
+    "pca_logspec": _pca_logspec,
+    "raw": _raw,
+}
+
+
+def min_samples(spec: Mapping[str, Any]) -> int:
+    """The fewest samples that give at least one feature frame (one full analysis window)."""
+    return 1 if spec["type"] == "raw" else int(spec["win_length"])
+
+
+def extract(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Compute the feature ``spec['type']`` of waveform ``y`` (at ``spec['sample_rate']``).
+
+    Raises :class:`FeatureError` when ``y`` is too short for one frame: never an empty feature.
+    """
+    if len(y) < min_samples(spec):
+        raise FeatureError(
+            f"{len(y)} samples are fewer than one analysis window ({min_samples(spec)})"
+        )
+    feat = EXTRACTORS[spec["type"]](y, spec)
+    if feat.shape[0] == 0:
+        raise FeatureError("no feature frames")
+    return np.ascontiguousarray(feat, dtype=np.float32)
