@@ -11,7 +11,7 @@ with rule_log(sm) as log:
     spec = CorpusSpec.from_config(sm.wildcards.corpus, sm.params.corpus)
     result = read_meta(spec)
     write_table(sm.output.meta, result.table)
-    write_json(sm.output.vocab, result.vocab)
+    write_json(sm.output.vocab, result.vocab, sort_keys=False)  # keeps the column order
     columns = ["utt_id", "audio", "line", "stage", "reason"]
     write_table(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))
     log.info(

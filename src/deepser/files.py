@@ -30,9 +30,9 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | Path, data: Mapping[str, Any] | list) -> None:
-    """Write JSON (sorted keys, indented) atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json(path: str | Path, data: Mapping[str, Any] | list, sort_keys: bool = True) -> None:
+    """Write JSON (indented; keys sorted unless their order means something) atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -1,0 +1,229 @@
+"""The real workflow on a small demo corpus, up to the databases, and its incremental re-runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from deepser.audio import load_audio
+from deepser.features import extract, resolve_spec
+from deepser.windows import cut_windows
+
+from .conftest import REPO, run_workflow, tone, write_wav
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "results": "results",
+    "demo_corpus": {"dir": "data/demo", "seed": 3, "n_speakers": 4, "utterances_per_emotion": 2},
+    "corpora": {
+        "demo": {
+            "meta": "data/demo/meta.tsv",
+            "columns": {
+                "emotion": "emotion",
+                "speaker": "speaker",
+                "arousal": {"column": "arousal", "classes": ["low", "mid", "high"]},
+                "arousal_score": {"column": "arousal_score", "type": "continuous"},
+            },
+            "n_shards": 3,
+        },
+        # the same files as a second corpus: aggregation renames speakers per corpus
+        "again": {
+            "meta": "data/demo/meta.tsv",
+            "columns": {"emotion": "emotion", "speaker": "speaker"},
+            "n_shards": 2,
+        },
+    },
+    "feature_sets": {
+        "logmel": {
+            "type": "logmel",
+            "sample_rate": 16000,
+            "win": "25ms",
+            "hop": "10ms",
+            "n_mels": 24,
+        },
+    },
+    "databases": {
+        "small": {
+            "corpora": ["demo"],
+            "feature_set": "logmel",
+            "c_len": 10,
+            "max_steps": 150,
+            "tasks": ["emotion", "arousal_score"],
+            "fold_by": "speaker",
+            "n_folds": None,
+        },
+        "both": {
+            "corpora": ["demo", "again"],
+            "feature_set": "logmel",
+            "c_len": 5,
+            "max_steps": 100,
+            "layout": "3d",
+            "tasks": [0],
+            "n_folds": 3,
+        },
+    },
+}
+
+
+def planned(proc) -> dict[str, int]:
+    """Jobs a (dry) run plans, from Snakemake's 'Job stats' table."""
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
+    jobs.pop("total", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("wf")
+    run_workflow(work, CONFIG)
+    return work
+
+
+def test_databases_are_complete_and_speaker_independent(workdir: Path) -> None:
+    meta = pd.read_csv(workdir / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    assert len(meta) == 4 * 4 * 2
+    with h5py.File(workdir / "results/db/small.h5") as h5:
+        attrs = {k: json.loads(v) for k, v in h5.attrs.items()}
+        utt = list(h5["utt_id"].asstr())
+        speakers = np.array(list(h5["speaker"].asstr()))
+        assert sorted(utt) == sorted(meta["utt_id"])  # every utterance exactly once
+        starts, ends = h5["start_indice"][()], h5["end_indice"][()]
+        assert len(starts) == 4 and starts[0] == 0 and ends[-1] == len(utt)
+        fold_speakers = [set(speakers[s:e]) for s, e in zip(starts, ends, strict=True)]
+        assert all(len(s) == 1 for s in fold_speakers)  # leave-one-speaker-out
+        assert len(set.union(*fold_speakers)) == 4
+        assert h5["feat"].shape == (32, 15, 1, 10, 24)
+        assert [t["name"] for t in attrs["tasks"]] == ["emotion", "arousal_score"]
+        classes = attrs["tasks"][0]["classes"]
+        # labels match the meta, and features equal a direct computation from the audio
+        row = meta.set_index("utt_id").loc[utt[5]]
+        assert classes[int(h5["label"][5, 0])] == row["emotion"]
+        assert h5["label"][5, 1] == pytest.approx(float(row["arousal_score"]))
+        spec = resolve_spec(CONFIG["feature_sets"]["logmel"])
+        assert attrs["feature_spec"] == spec
+        direct = extract(load_audio(workdir / row["audio"], 16000), spec)
+        windows, n_valid = cut_windows(direct, 10, 150)
+        assert h5["n_valid"][5] == n_valid
+        np.testing.assert_array_equal(h5["feat"][5][:, 0], windows)
+    with h5py.File(workdir / "results/db/both.h5") as h5:
+        assert h5["feat"].shape == (64, 1, 20, 5, 24)
+        speakers = np.array(list(h5["speaker"].asstr()))
+        assert {s.split("/")[0] for s in speakers} == {"demo", "again"}
+        starts, ends = h5["start_indice"][()], h5["end_indice"][()]
+        groups = [set(speakers[s:e]) for s, e in zip(starts, ends, strict=True)]
+        assert len(groups) == 3 and sum(len(g) for g in groups) == 8  # no (corpus, speaker) twice
+    logs = list((workdir / "results/logs").rglob("*.log"))
+    assert len(logs) >= 1 + 2 + 5 + 2 and all(p.stat().st_size > 0 for p in logs)
+
+
+def test_dry_run_after_a_full_run_does_nothing(workdir: Path) -> None:
+    assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
+
+
+def test_touching_files_without_change_reruns_nothing(workdir: Path) -> None:
+    wav = next((workdir / "data/demo/wav").rglob("*.wav"))
+    wav.touch()
+    (workdir / "data/demo/meta.tsv").touch()
+    for module in ("features.py", "meta.py"):
+        (REPO / "src/deepser" / module).touch()
+    (REPO / "scripts/extract_features.py").touch()
+    assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
+
+
+def test_changed_wav_reextracts_only_its_shard(workdir: Path) -> None:
+    meta = pd.read_csv(workdir / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    row = meta.iloc[7]
+    shard_dir = workdir / "results/corpora/demo/features/logmel"
+    before = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("*.h5")}
+    y, sr = sf.read(workdir / row["audio"], dtype="float32")
+    sf.write(workdir / row["audio"], y * 0.5, sr, subtype="PCM_16")
+    # one shard of each corpus holding the file, and the two databases
+    jobs = planned(run_workflow(workdir, CONFIG, "-n"))
+    assert jobs == {"extract_features": 2, "build_database": 2, "all": 1}
+    run_workflow(workdir, CONFIG)
+    after = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("*.h5")}
+    changed = {n for n in before if before[n] != after[n]}
+    assert changed == {f"shard-{row['shard']}.h5"}
+    assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
+
+
+def test_feature_parameter_change_reruns_that_feature_set(workdir: Path) -> None:
+    config = copy.deepcopy(CONFIG)
+    config["feature_sets"]["logmel"]["n_mels"] = 32
+    jobs = planned(run_workflow(workdir, config, "-n"))
+    assert jobs == {"extract_features": 5, "build_database": 2, "all": 1}
+    config = copy.deepcopy(CONFIG)
+    config["databases"]["small"]["c_len"] = 5
+    assert planned(run_workflow(workdir, config, "-n")) == {"build_database": 1, "all": 1}
+
+
+def test_config_typo_fails_naming_the_key(tmp_path: Path) -> None:
+    config = copy.deepcopy(CONFIG)
+    config["feature_sets"]["logmel"]["n_mel"] = 40
+    proc = run_workflow(tmp_path, config, "-n", check=False)
+    assert proc.returncode != 0
+    assert "'n_mel' was unexpected" in proc.stdout + proc.stderr
+    config = copy.deepcopy(CONFIG)
+    config["databases"]["small"]["corpora"] = ["demo", "nope"]
+    config["databases"]["small"]["tasks"] = ["emotion", "valence"]
+    proc = run_workflow(tmp_path, config, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "unknown corpus nope" in out
+
+
+def bad_audio_corpus(root: Path) -> dict:
+    """Four good files, one corrupt, one shorter than an analysis window."""
+    lines = ["path\temotion\tspeaker"]
+    for i in range(4):
+        write_wav(root / f"good{i}.wav", tone(1.0, seed=i))
+        lines.append(f"good{i}.wav\t{'ab'[i % 2]}\ts{i % 2}")
+    (root / "corrupt.wav").write_bytes(b"RIFF0000WAVEjunk")
+    write_wav(root / "tiny.wav", tone(0.01))  # 160 samples < one 25 ms window
+    lines += ["corrupt.wav\ta\ts0", "tiny.wav\tb\ts1"]
+    (root / "meta.tsv").write_text("\n".join(lines) + "\n")
+    config = copy.deepcopy(CONFIG)
+    del config["demo_corpus"]
+    config["corpora"] = {
+        "bad": {
+            "meta": "corpus/meta.tsv",
+            "n_shards": 1,
+            "columns": {"emotion": "emotion", "speaker": "speaker"},
+        }
+    }
+    config["databases"] = {
+        "bad": {
+            "corpora": ["bad"],
+            "feature_set": "logmel",
+            "c_len": 10,
+            "max_steps": 100,
+            "tasks": ["emotion"],
+        }
+    }
+    return config
+
+
+def test_bad_audio_fails_naming_files_or_is_skipped_and_listed(tmp_path: Path) -> None:
+    config = bad_audio_corpus(tmp_path / "corpus")
+    proc = run_workflow(tmp_path, config, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "corrupt.wav" in out and "unreadable audio" in out
+    config["corpora"]["bad"]["on_bad_audio"] = "skip"
+    run_workflow(tmp_path, config)
+    rejected = pd.read_csv(tmp_path / "results/db/bad.rejected.tsv", sep="\t")
+    assert sorted(rejected["utt_id"]) == ["corrupt", "tiny"]
+    assert set(rejected["stage"]) == {"meta", "features"}
+    with h5py.File(tmp_path / "results/db/bad.h5") as h5:
+        assert sorted(h5["utt_id"].asstr()) == [f"good{i}" for i in range(4)]
