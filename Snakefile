@@ -1,4 +1,4 @@
-# deepser workflow: meta files -> features -> H5 databases (-> models, see rules/).
+# deepser workflow: meta files -> features -> H5 databases -> per-fold models -> reports, bundles.
 # Run with `make demo`, or `snakemake --cores all [--configfile my.yaml]`.
 from snakemake.utils import min_version
 
@@ -20,14 +20,18 @@ wildcard_constraints:
     database="|".join(DATABASES),
     shard=r"\d+",
     rate=r"\d+",
+    experiment="|".join(EXPERIMENTS) or "no-experiment",
+    fold=r"\d+",
 
 
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/database.smk"
+include: "rules/training.smk"
 
 
 rule all:
     default_target: True
     input:
         all_databases(),
+        all_experiments(),

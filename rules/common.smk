@@ -96,3 +96,52 @@ def db_params(wildcards):
 
 def all_databases():
     return expand(f"{RESULTS}/db/{{database}}.h5", database=DATABASES)
+
+
+EXPERIMENTS = config.get("experiments", {})
+
+
+def experiment_db(wildcards):
+    return f"{RESULTS}/db/{EXPERIMENTS[wildcards.experiment]['database']}.h5"
+
+
+def experiment_db_rejected(wildcards):
+    return f"{RESULTS}/db/{EXPERIMENTS[wildcards.experiment]['database']}.rejected.tsv"
+
+
+def database_n_folds(name):
+    """Folds of a database: its n_folds, or one per distinct fold_by value (read from the
+    validated meta files, so after the prepare_meta checkpoint)."""
+    db = DATABASES[name]
+    if db.get("n_folds"):
+        return db["n_folds"]
+    fold_by = db.get("fold_by", "speaker")
+    groups = set()
+    for corpus in db["corpora"]:
+        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+        table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
+        groups |= {(corpus, value) for value in table[fold_by]}
+    return len(groups)
+
+
+def fold_files(name):
+    """Per-fold outputs of an experiment (an input function)."""
+
+    def files(wildcards):
+        n = database_n_folds(EXPERIMENTS[wildcards.experiment]["database"])
+        return expand(
+            f"{RESULTS}/experiments/{wildcards.experiment}/fold-{{fold}}/{name}",
+            fold=range(n),
+        )
+
+    return files
+
+
+def all_experiments():
+    return expand(
+        [
+            f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+            f"{RESULTS}/experiments/{{experiment}}/report.html",
+        ],
+        experiment=EXPERIMENTS,
+    )

@@ -32,7 +32,9 @@ def check_audio(path: str | Path) -> tuple[int, int]:
 
 def to_mono(data: np.ndarray) -> np.ndarray:
     """Mix (frames, channels) down to (frames,) by averaging the channels."""
-    return data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
+    if data.ndim == 1:
+        return data
+    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

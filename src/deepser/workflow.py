@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -15,6 +16,7 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
 
     On failure the error is written to the log and re-raised, so it is also shown on the console.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     path = snakemake.log[0]
     with (
         open(path, "w", buffering=1, encoding="utf-8") as fh,

@@ -1,0 +1,134 @@
+# Per-fold training and evaluation, the experiment summary with its report, the final bundle.
+
+
+rule train_fold:
+    input:
+        db=experiment_db,
+        code=code(
+            "train_fold.py",
+            "training.py",
+            "data.py",
+            "models/__init__.py",
+            "models/custom_layers.py",
+            "metrics.py",
+        ),
+    output:
+        model=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/model.keras",
+        history=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/history.csv",
+        training=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/training.json",
+    log:
+        f"{RESULTS}/logs/train_fold/{{experiment}}/fold-{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_fold/{{experiment}}/fold-{{fold}}.tsv"
+    conda:
+        "../envs/deepser.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=240,
+        gpu=lambda w: EXPERIMENTS[w.experiment].get("gpu", 0),
+    params:
+        experiment=lambda w: EXPERIMENTS[w.experiment],
+    script:
+        "../scripts/train_fold.py"
+
+
+rule evaluate_fold:
+    input:
+        db=experiment_db,
+        model=rules.train_fold.output.model,
+        training=rules.train_fold.output.training,
+        code=code("evaluate_fold.py", "evaluation.py", "data.py", "metrics.py"),
+    output:
+        predictions=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/predictions.csv",
+        metrics=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/metrics.json",
+    log:
+        f"{RESULTS}/logs/evaluate_fold/{{experiment}}/fold-{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_fold/{{experiment}}/fold-{{fold}}.tsv"
+    conda:
+        "../envs/deepser.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(3000),
+        runtime=60,
+    params:
+        experiment=lambda w: EXPERIMENTS[w.experiment],
+    script:
+        "../scripts/evaluate_fold.py"
+
+
+rule summarize:
+    input:
+        db=experiment_db,
+        rejected=experiment_db_rejected,
+        metrics=fold_files("metrics.json"),
+        predictions=fold_files("predictions.csv"),
+        histories=fold_files("history.csv"),
+        trainings=fold_files("training.json"),
+        code=code("summarize.py", "experiment.py", "metrics.py", "report.py"),
+    output:
+        metrics=report(
+            f"{RESULTS}/experiments/{{experiment}}/metrics.json",
+            category="{experiment}",
+            labels={"what": "cross-validated metrics"},
+        ),
+        report=report(
+            f"{RESULTS}/experiments/{{experiment}}/report.html",
+            category="{experiment}",
+            labels={"what": "experiment report"},
+        ),
+        plots=report(
+            directory(f"{RESULTS}/experiments/{{experiment}}/plots"),
+            patterns=["{name}.png"],
+            category="{experiment}",
+            labels={"what": "{name}"},
+        ),
+    log:
+        f"{RESULTS}/logs/summarize/{{experiment}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/summarize/{{experiment}}.tsv"
+    conda:
+        "../envs/deepser.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+    params:
+        experiment=lambda w: EXPERIMENTS[w.experiment],
+    script:
+        "../scripts/summarize.py"
+
+
+rule train_final:
+    input:
+        db=experiment_db,
+        trainings=fold_files("training.json"),
+        metrics=rules.summarize.output.metrics,
+        code=code(
+            "train_final.py",
+            "experiment.py",
+            "training.py",
+            "bundle.py",
+            "data.py",
+            "models/__init__.py",
+            "models/custom_layers.py",
+        ),
+    output:
+        model=f"{RESULTS}/experiments/{{experiment}}/final/model.keras",
+        bundle=f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+    log:
+        f"{RESULTS}/logs/train_final/{{experiment}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_final/{{experiment}}.tsv"
+    conda:
+        "../envs/deepser.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=240,
+        gpu=lambda w: EXPERIMENTS[w.experiment].get("gpu", 0),
+    params:
+        experiment=lambda w: EXPERIMENTS[w.experiment],
+    script:
+        "../scripts/train_final.py"

@@ -1,0 +1,19 @@
+"""Snakemake entry point: predict a fold's test speakers, write predictions and metrics."""
+
+from deepser.evaluation import evaluate_fold
+from deepser.training import configure_backend
+from deepser.workflow import rule_log
+
+sm = snakemake  # noqa: F821 (injected by the script directive)
+with rule_log(sm) as log:
+    configure_backend(sm.threads, 0)
+    metrics = evaluate_fold(
+        sm.input.db,
+        sm.input.model,
+        sm.input.training,
+        sm.params.experiment,
+        int(sm.wildcards.fold),
+        sm.output.predictions,
+        sm.output.metrics,
+    )
+    log.info("%s", metrics)

@@ -1,0 +1,18 @@
+"""Snakemake entry point: pooled metrics, plots and the HTML report of an experiment."""
+
+from pathlib import Path
+
+from deepser.experiment import summarize
+from deepser.workflow import rule_log
+
+sm = snakemake  # noqa: F821 (injected by the script directive)
+with rule_log(sm):
+    folds = [Path(p).parent for p in sm.input.metrics]  # in fold order
+    summarize(
+        sm.wildcards.experiment,
+        sm.params.experiment,
+        sm.input.db,
+        folds,
+        sm.input.rejected,
+        Path(sm.output.metrics).parent,
+    )
