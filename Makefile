@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/snakemake --cores all
 	@echo
-	@echo "Done. Databases: results/db/ (per-rule logs in results/logs/)."
+	@echo "Done. Report: $(abspath results/experiments/demo/report.html)"
+	@echo "      Model bundle: results/experiments/demo/final/  Databases: results/db/  Logs: results/logs/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
@@ -31,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf results .snakemake data/demo

@@ -219,14 +219,13 @@ class ChunkedBatches:
             for i in range(0, b - a, block_rows)
         ]
         self.buffer_blocks = buffer_blocks
-        self.position = {int(r): i for i, r in enumerate(rows)} if arrays is not None else None
 
     def __len__(self) -> int:
         return math.ceil(self.rows.size / self.batch_size)
 
     def _read(self, block_rows: np.ndarray) -> Arrays:
         if self.arrays is not None:
-            idx = np.fromiter((self.position[int(r)] for r in block_rows), int, block_rows.size)
+            idx = np.searchsorted(self.rows, block_rows)  # rows are sorted
             a = self.arrays
             return Arrays(a.feat[idx], a.n_valid[idx], a.label[idx], block_rows)
         return read_rows(self.path, block_rows, self.label_cols)
@@ -239,13 +238,14 @@ class ChunkedBatches:
             yield self._read(rows), g + self.buffer_blocks >= len(order)
 
     def epoch(self):
-        """One pass over all rows in a fresh random order (a generator of batches)."""
+        """One pass over all rows in a fresh random order (a generator of batches). Reading,
+        shuffling and batch assembly run in a background thread, overlapping training."""
+        return prefetch(self._batches(), depth=8)
+
+    def _batches(self):
         order = self.rng.permutation(len(self.blocks))
-        groups = self._groups(order)
-        if self.arrays is None:  # disk reads overlap training in a background thread
-            groups = prefetch(groups, depth=2)
         carry: Arrays | None = None
-        for buf, last_group in groups:
+        for buf, last_group in self._groups(order):
             if carry is not None:
                 buf = Arrays(
                     *(
@@ -303,15 +303,23 @@ def prefetch(items, depth: int = 2):
     done = object()
     stop = threading.Event()
 
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer went away
+
     def work() -> None:
         try:
             for item in items:
-                if stop.is_set():
+                if not put(item):
                     return
-                q.put(item)
-            q.put(done)
+            put(done)
         except BaseException as exc:  # re-raised in the consumer
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()

@@ -102,7 +102,9 @@ def cnn_lstm(
         x = layers.TimeDistributed(
             layers.MaxPooling2D(pool_size, padding="same"), name=f"conv{i}_pool"
         )(x)
-    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="window_embedding")(x)
+    # average over the frames of each window, keep the frequency axis: (T, freq x filters)
+    x = layers.TimeDistributed(layers.AveragePooling2D((x.shape[2], 1)), name="window_time_mean")(x)
+    x = layers.TimeDistributed(layers.Flatten(), name="window_embedding")(x)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     cell = {"lstm": layers.LSTM, "gru": layers.GRU}[rnn]
     recurrent = cell(rnn_units, return_sequences=True, kernel_regularizer=reg, name=rnn)
