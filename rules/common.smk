@@ -138,7 +138,10 @@ def fold_files(name):
 
 
 def all_experiments():
-    return expand(
+    comparison = (
+        [f"{RESULTS}/experiments/comparison.html"] if len(EXPERIMENTS) > 1 else []
+    )
+    return comparison + expand(
         [
             f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
             f"{RESULTS}/experiments/{{experiment}}/report.html",

@@ -132,3 +132,32 @@ rule train_final:
         experiment=lambda w: EXPERIMENTS[w.experiment],
     script:
         "../scripts/train_final.py"
+
+
+rule compare_experiments:
+    input:
+        metrics=expand(
+            f"{RESULTS}/experiments/{{experiment}}/metrics.json",
+            experiment=EXPERIMENTS,
+        ),
+        code=code("compare_experiments.py", "experiment.py", "report.py"),
+    output:
+        html=report(
+            f"{RESULTS}/experiments/comparison.html",
+            category="comparison",
+            labels={"what": "experiment comparison"},
+        ),
+        plot=report(
+            f"{RESULTS}/experiments/comparison.png",
+            category="comparison",
+            labels={"what": "UA by experiment"},
+        ),
+    log:
+        f"{RESULTS}/logs/compare_experiments.log",
+    localrule: True
+    conda:
+        "../envs/deepser.yaml"
+    params:
+        names=list(EXPERIMENTS),
+    script:
+        "../scripts/compare_experiments.py"

@@ -138,6 +138,14 @@ def test_bundle_loads_in_a_fresh_process_and_predicts_like_the_saved_model(workd
     assert outs[0].shape == (7, 7)
 
 
+def test_experiment_grid_is_compared(workdir: Path) -> None:
+    page = (workdir / "results/experiments/comparison.html").read_text()
+    assert "exp" in page and "gru" in page and "data:image/png;base64," in page
+    for name in ("exp", "gru"):  # the databases and features are shared, not recomputed
+        assert (workdir / f"results/experiments/{name}/final/bundle.json").is_file()
+    assert len(list((workdir / "results/logs/build_database").iterdir())) == 1
+
+
 def test_same_seed_same_metrics(workdir: Path) -> None:
     before = (workdir / "results/experiments/exp/fold-1/metrics.json").read_text()
     run_workflow(workdir, CONFIG, "--forcerun", "train_fold", "--until", "evaluate_fold")

@@ -227,3 +227,58 @@ def test_bad_audio_fails_naming_files_or_is_skipped_and_listed(tmp_path: Path) -
     assert set(rejected["stage"]) == {"meta", "features"}
     with h5py.File(tmp_path / "results/db/bad.h5") as h5:
         assert sorted(h5["utt_id"].asstr()) == [f"good{i}" for i in range(4)]
+
+
+def test_corpus_minmax_gain_is_merged_from_shards_and_applied(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    lines = ["path\temotion\tspeaker"]
+    for i in range(6):
+        write_wav(root / f"u{i}.wav", tone(0.5, freq=150 + 30 * i, seed=i) * (0.3 + 0.1 * i))
+        lines.append(f"u{i}.wav\t{'ab'[i % 2]}\ts{i % 3}")
+    (root / "meta.tsv").write_text("\n".join(lines) + "\n")
+    config = {
+        "corpora": {
+            "c": {
+                "meta": "corpus/meta.tsv",
+                "n_shards": 3,
+                "columns": {"emotion": "emotion", "speaker": "speaker"},
+            }
+        },
+        "feature_sets": {
+            "mel": {
+                "type": "mel",
+                "sample_rate": 16000,
+                "gain": {"method": "minmax", "source": "corpus"},
+            }
+        },
+        "databases": {
+            "d": {
+                "corpora": ["c"],
+                "feature_set": "mel",
+                "c_len": 4,
+                "max_steps": 20,
+                "tasks": ["emotion"],
+            }
+        },
+    }
+    run_workflow(tmp_path, config)
+    gain = json.loads((tmp_path / "results/corpora/c/gain/sr16000.json").read_text())
+    signals = [load_audio(root / f"u{i}.wav", 16000) for i in range(6)]
+    assert gain["min"] == pytest.approx(min(float(y.min()) for y in signals))
+    assert gain["max"] == pytest.approx(max(float(y.max()) for y in signals))
+    assert (
+        gain["n_utterances"] == 6
+        and len(list((tmp_path / "results/corpora/c/gain/sr16000").glob("shard-*.json"))) == 3
+    )
+    from deepser.gain import apply_gain, resolve_gain
+    from deepser.h5db import FeatureShard
+
+    resolved = resolve_gain({"method": "minmax", "source": "corpus"}, gain)
+    spec = resolve_spec(config["feature_sets"]["mel"])
+    meta = pd.read_csv(tmp_path / "results/corpora/c/meta.tsv", sep="\t", dtype=str)
+    row = meta.iloc[0]
+    path = tmp_path / f"results/corpora/c/features/mel/shard-{row['shard']}.h5"
+    with FeatureShard(path) as shard:
+        assert shard.attrs["gain"] == resolved
+        expected = extract(apply_gain(load_audio(root / "u0.wav", 16000), resolved), spec)
+        np.testing.assert_allclose(shard[row["utt_id"]], expected, rtol=1e-5)

@@ -181,3 +181,28 @@ def _class_counts(info, tasks: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
                 c: int((values == i).sum()) for i, c in enumerate(task["classes"])
             }
     return counts
+
+
+def compare(metrics: Mapping[str, str | Path], out_html: str | Path, out_png: str | Path) -> list:
+    """Side-by-side table and plot of several experiments' cross-validated metrics."""
+    from deepser import report
+
+    rows = []
+    for name, path in metrics.items():
+        summary = read_json(path)
+        for task, entry in summary["tasks"].items():
+            key = "ua" if "ua" in entry else "ccc"
+            rows.append(
+                {
+                    "experiment": name,
+                    "task": task,
+                    "metric": key.upper(),
+                    "mean": entry[key]["mean"],
+                    "std": entry[key]["std"],
+                    "pooled": entry["pooled"][key],
+                    "n_folds": summary["n_folds"],
+                }
+            )
+    report.plot_experiment_comparison(rows, out_png)
+    report.write_comparison_report(out_html, rows, out_png)
+    return rows

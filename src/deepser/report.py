@@ -418,6 +418,12 @@ def write_html_report(
 
     experiment = summary.get("experiment", "")
     sub = f"experiment {experiment} · {summary.get('n_folds', '?')} folds"
+    return _write_page(path, title, sub, sections)
+
+
+def _write_page(
+    path: str | Path, title: str, sub: str, sections: list[tuple[str, str, str]]
+) -> Path:
     nav = "".join(f'<a href="#{key}">{_e(name)}</a>' for key, name, _ in sections)
     body = "\n".join(
         f'<section id="{key}"><h2>{_e(name)}</h2>\n{content}</section>'
@@ -434,3 +440,15 @@ def write_html_report(
     with atomic_path(path) as tmp:
         tmp.write_text(doc, encoding="utf-8")
     return path
+
+
+def write_comparison_report(
+    path: str | Path, rows: Sequence[Mapping[str, Any]], image: str | Path | None = None
+) -> Path:
+    """A self-contained page comparing experiments (rows: experiment, task, metric, mean, std,
+    per fold ...), with the comparison plot."""
+    sections = [("table", "Experiments side by side", _table(_records(rows)))]
+    if image is not None:
+        sections.append(("figure", "Figure", _image("mean ± std over folds", image)))
+    n = len({str(r["experiment"]) for r in rows})
+    return _write_page(path, "deepser: experiment comparison", f"{n} experiments", sections)
