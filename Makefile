@@ -35,6 +35,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_training.py
+	test -f results/experiments/demo/final/bundle.json || $(BIN)/snakemake --cores all
+	$(BIN)/python benchmarks/bench_recognizer.py --bundle results/experiments/demo/final
 
 clean:
 	rm -rf results .snakemake data/demo

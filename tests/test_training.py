@@ -49,6 +49,13 @@ CONFIG = {
                 "seed": 5,
             },
         },
+        # a second experiment on the same database: a grid, compared side by side
+        "gru": {
+            "database": "db",
+            "tasks": {"emotion": 1.0},
+            "model": {"conv_filters": [4], "rnn": "gru", "rnn_units": 8, "dense_units": 0},
+            "training": {"epochs": 2, "validation_fraction": 0.25, "seed": 5},
+        },
     },
 }
 

@@ -75,6 +75,28 @@ def save_bundle(path: str | Path, model, info: Mapping[str, Any]) -> None:
     write_json(path / "bundle.json", info)
 
 
+def read_bundle_info(path: str | Path) -> dict[str, Any]:
+    """``bundle.json`` of a bundle folder, checked (files present, format version, required
+    keys) without importing Keras, so a wrong bundle fails in a fraction of a second."""
+    path = Path(path)
+    if not (path / "bundle.json").is_file() or not (path / "model.keras").is_file():
+        raise BundleError(f"{path}: not a model bundle (needs bundle.json and model.keras)")
+    try:
+        info = read_json(path / "bundle.json")
+    except ValueError as exc:
+        raise BundleError(f"{path / 'bundle.json'}: not valid JSON ({exc})") from None
+    version = info.get("format_version") if isinstance(info, dict) else None
+    if version != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{path}: bundle format {version!r} is not supported "
+            f"(this deepser reads format {BUNDLE_FORMAT})"
+        )
+    missing = [k for k in ("feature_spec", "window_spec", "tasks") if k not in info]
+    if missing:
+        raise BundleError(f"{path / 'bundle.json'}: missing {', '.join(missing)}")
+    return info
+
+
 def load_bundle(path: str | Path):
     """Load a bundle -> (keras model, bundle dict); checks the format and the input shape."""
     import keras
@@ -82,14 +104,7 @@ def load_bundle(path: str | Path):
     import deepser.models  # noqa: F401  (registers the custom layers)
 
     path = Path(path)
-    if not (path / "bundle.json").is_file() or not (path / "model.keras").is_file():
-        raise BundleError(f"{path}: not a model bundle (needs bundle.json and model.keras)")
-    info = read_json(path / "bundle.json")
-    if info.get("format_version") != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{path}: bundle format {info.get('format_version')!r} is not supported "
-            f"(this deepser reads format {BUNDLE_FORMAT})"
-        )
+    info = read_bundle_info(path)
     model = keras.models.load_model(path / "model.keras", safe_mode=True, compile=False)
     expected = _row_shape(info["window_spec"])
     actual = list(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None

@@ -1,0 +1,124 @@
+"""Segment -> features -> prediction, with the workflow's own functions.
+
+The feature path is exactly the workflow's (``scripts/extract_features.py`` and
+``scripts/build_database.py``): :func:`deepser.gain.apply_gain` -> :func:`deepser.features.extract`
+-> :func:`deepser.windows.cut_windows` -> the database layout (2d: ``(T, 1, c_len, D)``,
+3d: ``(1, T, c_len, D)``). Predictions use ``model.predict_on_batch`` (a compiled function,
+traced once at start-up by :meth:`Engine.warm_up`), never an eager ``model(x)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepser.bundle import BundleError
+from deepser.features import extract
+from deepser.recognizer.errors import RecognizerError, quiet_stderr
+from deepser.recognizer.gain import GainControl, bundle_gain
+from deepser.recognizer.vad import Segment
+from deepser.windows import cut_windows
+
+
+@dataclass
+class Prediction:
+    """The model's output for one segment: per task class probabilities (or a value)."""
+
+    segment: Segment
+    outputs: dict[str, np.ndarray]  # task -> (n_classes,) probabilities, or (1,) for continuous
+    emitted_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds from the segment's end being detected to this prediction."""
+        return self.emitted_at - self.segment.detected_at
+
+
+class Engine:
+    """A loaded bundle: turns segment audio into the model's input and predicts."""
+
+    def __init__(self, model, info: Mapping[str, Any], gain: GainControl | None = None) -> None:
+        self.model = model
+        self.info = dict(info)
+        self.spec = dict(info["feature_spec"])
+        self.window = dict(info["window_spec"])
+        self.tasks = list(info["tasks"])
+        self.sample_rate = int(self.spec["sample_rate"])
+        self.gain = gain or GainControl(bundle_gain(info)[0])
+        outputs = model.output_names if hasattr(model, "output_names") else []
+        names = [t["name"] for t in self.tasks]
+        if outputs and sorted(outputs) != sorted(names):
+            raise BundleError(f"the model's outputs {outputs} are not the bundle's tasks {names}")
+
+    @classmethod
+    def from_bundle(
+        cls, path: str | Path, gain: GainControl | None = None, quiet: bool = True
+    ) -> Engine:
+        """Load ``path`` (``load_bundle``: format and input shape checked) and warm it up;
+        ``quiet`` hides TensorFlow's start-up notices on stderr."""
+        with quiet_stderr() if quiet else contextlib.nullcontext():
+            return cls._load(path, gain)
+
+    @classmethod
+    def _load(cls, path: str | Path, gain: GainControl | None) -> Engine:
+        from deepser.bundle import load_bundle
+
+        try:
+            model, info = load_bundle(path)
+        except BundleError:
+            raise
+        except Exception as exc:  # a corrupt model.keras: Keras raises many different types
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"{path}: cannot load model.keras ({msg})") from None
+        engine = cls(model, info, gain)
+        engine.warm_up()
+        return engine
+
+    @property
+    def max_duration_s(self) -> float:
+        """Audio the model sees per segment (the rest is cut, as in training)."""
+        if self.spec["type"] == "raw":
+            return self.window["max_steps"] / self.sample_rate
+        return self.window["max_steps"] * self.spec["hop_length"] / self.sample_rate
+
+    def features(self, y: np.ndarray, gain: GainControl | None = None) -> tuple[np.ndarray, int]:
+        """Waveform (at the feature rate) -> (one model input row, number of valid windows)."""
+        normalise = gain or self.gain
+        feat = extract(normalise(np.asarray(y, np.float32)), self.spec)
+        windows, n_valid = cut_windows(feat, self.window["c_len"], self.window["max_steps"])
+        row = windows[:, None] if self.window["layout"] == "2d" else windows[None]
+        return row, n_valid
+
+    def predict(self, rows: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
+        """Model outputs for a batch of rows (compiled ``predict_on_batch``)."""
+        out = self.model.predict_on_batch(
+            {"features": np.asarray(rows, np.float32), "n_valid": np.asarray(n_valid, np.int32)}
+        )
+        if not isinstance(out, dict):
+            out = {self.tasks[0]["name"]: out}
+        return {name: np.asarray(value) for name, value in out.items()}
+
+    def recognize(self, segment: Segment) -> Prediction:
+        """Features of the segment's audio and the model's outputs for it."""
+        row, n_valid = self.features(segment.audio)
+        out = self.predict(row[None], np.array([n_valid]))
+        return Prediction(segment, {t["name"]: out[t["name"]][0] for t in self.tasks})
+
+    def warm_up(self) -> None:
+        """Trace the compiled predict function and check the feature dimensions once."""
+        rng = np.random.default_rng(0)
+        y = (0.01 * rng.standard_normal(self.sample_rate)).astype(np.float32)
+        row, n_valid = self.features(y, GainControl({"method": "none"}))
+        expected = self.window["dims"]
+        if row.shape[-1] != expected:
+            raise RecognizerError(
+                f"the bundle's feature spec gives {row.shape[-1]} dims per frame but its windows "
+                f"have {expected}: bundle.json is inconsistent"
+            )
+        self.predict(row[None], np.array([n_valid]))
