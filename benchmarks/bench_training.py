@@ -32,13 +32,11 @@ import argparse
 import json
 import os
 import platform
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from deepser.data import (
     class_weights,
     feature_moments,
     label_columns,
+    prefetch,
     read_info,
     read_rows,
     split_fold,
@@ -139,42 +138,6 @@ def write_database(path: Path, n_rows: int, steps: int, c_len: int, dims: int, s
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def prefetch(batches: Iterable, depth: int = 8) -> Iterator:
-    """Produce ``batches`` in a background thread (bounded queue); re-raise its errors here."""
-    done = object()
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in batches:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def time_reads(batches: ChunkedBatches) -> dict[str, float]:
