@@ -171,9 +171,7 @@ def build_database(
             first = shards[0].attrs
             attrs = {
                 "feature_spec": first["feature_spec"],
-                "gain": {
-                    c.name: s.attrs["gain"] for c, s in _first_shard_per_corpus(corpora, shards)
-                },
+                "gain": {c.name: s.attrs["gain"] for c, s in _shards_per_corpus(corpora, shards)},
                 "window_spec": {
                     "c_len": c_len,
                     "max_steps": max_steps,
@@ -191,30 +189,27 @@ def build_database(
                 "deepser_version": __version__,
             }
             writer.finish(fold_bounds, attrs)
+            feature_rejects = [
+                {"corpus": corpus.name, **r}
+                for corpus, shard in _shards_per_corpus(corpora, shards)
+                for r in shard.attrs.get("rejected", [])
+            ]
         except BaseException:
             writer.abort()
             raise
     if rejected_out is not None:
-        write_rejected(corpora, shards_rejected(corpora), rejected_out)
+        write_rejected(corpora, feature_rejects, rejected_out)
     log.info("database %s: %d utterances, %s", out, len(rows), attrs["window_spec"])
     return attrs
 
 
-def _first_shard_per_corpus(corpora: Sequence[CorpusInput], shards: Sequence[FeatureShard]):
+def _shards_per_corpus(corpora: Sequence[CorpusInput], shards: Sequence[FeatureShard]):
+    """(corpus, opened shard) pairs; ``shards`` holds each corpus's shards in order."""
     i = 0
     for corpus in corpora:
-        yield corpus, shards[i]
+        for shard in shards[i : i + len(corpus.shards)]:
+            yield corpus, shard
         i += len(corpus.shards)
-
-
-def shards_rejected(corpora: Sequence[CorpusInput]) -> list[dict[str, Any]]:
-    """Utterances rejected during feature extraction, from the shard attributes."""
-    out = []
-    for corpus in corpora:
-        for path in corpus.shards:
-            with FeatureShard(path) as shard:
-                out += [{"corpus": corpus.name, **r} for r in shard.attrs.get("rejected", [])]
-    return out
 
 
 def write_rejected(

@@ -129,8 +129,6 @@ def train_final(
     threads: int = 1,
 ) -> dict[str, Any]:
     """Train on all speakers for the chosen number of epochs and write the model bundle."""
-    import keras
-
     from deepser.bundle import bundle_json
     from deepser.training import train
 
@@ -139,9 +137,6 @@ def train_final(
     out_dir = Path(out_dir)
     summary = train(db_path, config, None, out_dir, threads=threads, epochs=epochs)
     info = read_info(db_path)
-    import deepser.models  # noqa: F401
-
-    model = keras.models.load_model(out_dir / "model.keras", safe_mode=True, compile=False)
     data = {
         "corpora": info.attrs["corpora"],
         "n_utterances": info.n_rows,
@@ -162,7 +157,6 @@ def train_final(
         info.attrs, summary["tasks"], experiment, read_json(metrics_path), training, data
     )
     write_json(out_dir / "bundle.json", bundle)
-    del model
     return bundle
 
 
