@@ -52,8 +52,6 @@ rule evaluate_fold:
     resources:
         mem_mb=mem_mb(3000),
         runtime=60,
-    params:
-        experiment=lambda w: EXPERIMENTS[w.experiment],
     script:
         "../scripts/evaluate_fold.py"
 

@@ -11,7 +11,6 @@ with rule_log(sm) as log:
         sm.input.db,
         sm.input.model,
         sm.input.training,
-        sm.params.experiment,
         int(sm.wildcards.fold),
         sm.output.predictions,
         sm.output.metrics,

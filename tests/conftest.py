@@ -40,6 +40,47 @@ def tone(seconds: float = 1.0, sr: int = 16000, freq: float = 220.0, seed: int =
     return (y + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+def demo_workflow_config(
+    *,
+    seed: int,
+    n_speakers: int,
+    utterances_per_emotion: int,
+    n_shards: int,
+    max_steps: int,
+    n_folds: int,
+    experiments: dict,
+) -> dict:
+    """A small real workflow: demo corpus -> log-mel (24 bands) -> database with emotion and
+    arousal tasks -> the given experiments."""
+    return {
+        "demo_corpus": {
+            "dir": "data/demo",
+            "seed": seed,
+            "n_speakers": n_speakers,
+            "utterances_per_emotion": utterances_per_emotion,
+        },
+        "corpora": {
+            "demo": {
+                "meta": "data/demo/meta.tsv",
+                "n_shards": n_shards,
+                "columns": {"emotion": "emotion", "speaker": "speaker", "arousal": "arousal"},
+            }
+        },
+        "feature_sets": {"logmel": {"type": "logmel", "sample_rate": 16000, "n_mels": 24}},
+        "databases": {
+            "db": {
+                "corpora": ["demo"],
+                "feature_set": "logmel",
+                "c_len": 10,
+                "max_steps": max_steps,
+                "tasks": ["emotion", "arousal"],
+                "n_folds": n_folds,
+            }
+        },
+        "experiments": experiments,
+    }
+
+
 def run_workflow(
     workdir: Path, config: dict, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess:

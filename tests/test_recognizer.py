@@ -22,7 +22,7 @@ from deepser.recognizer.gain import AutoGain, bundle_gain, make_gain
 from deepser.recognizer.output import columns
 from deepser.recognizer.vad import StreamingSegmenter, VadSettings
 
-from .conftest import REPO, run_workflow, write_wav
+from .conftest import REPO, demo_workflow_config, run_workflow, write_wav
 
 SR = 16000
 
@@ -271,27 +271,14 @@ def test_engine_builds_the_database_row_layout(layout: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # a real bundle from the real workflow
 
-BUNDLE_CONFIG = {
-    "demo_corpus": {"dir": "data/demo", "seed": 5, "n_speakers": 4, "utterances_per_emotion": 2},
-    "corpora": {
-        "demo": {
-            "meta": "data/demo/meta.tsv",
-            "n_shards": 1,
-            "columns": {"emotion": "emotion", "speaker": "speaker", "arousal": "arousal"},
-        }
-    },
-    "feature_sets": {"logmel": {"type": "logmel", "sample_rate": 16000, "n_mels": 24}},
-    "databases": {
-        "db": {
-            "corpora": ["demo"],
-            "feature_set": "logmel",
-            "c_len": 10,
-            "max_steps": 250,
-            "tasks": ["emotion", "arousal"],
-            "n_folds": 2,
-        }
-    },
-    "experiments": {
+BUNDLE_CONFIG = demo_workflow_config(
+    seed=5,
+    n_speakers=4,
+    utterances_per_emotion=2,
+    n_shards=1,
+    max_steps=250,
+    n_folds=2,
+    experiments={
         "exp": {
             "database": "db",
             "tasks": {"emotion": 1.0, "arousal": 0.5},
@@ -299,7 +286,7 @@ BUNDLE_CONFIG = {
             "training": {"epochs": 2, "patience": 2, "validation_fraction": 0.34, "seed": 1},
         }
     },
-}
+)
 
 
 def build_bundle(tmp_path_factory) -> Path:

@@ -75,6 +75,17 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def interrupt_when(proc: subprocess.Popen, predicate) -> None:
+    """Send Ctrl-C (SIGINT) once ``predicate()`` holds, and wait for the process to end."""
+    try:
+        wait_for(predicate)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_microphone_capture_gives_the_files_timeline(bundle: Path, audio, tmp_path: Path):
     home, wav, _, n = audio
     devices = recognize("--list-devices", home=home, stdout=subprocess.PIPE)
@@ -104,13 +115,9 @@ def test_ctrl_c_stops_live_capture_and_keeps_the_log(bundle: Path, audio, tmp_pa
     log, errf = tmp_path / "live.csv", tmp_path / "err.txt"
     with errf.open("w") as err_stream:
         proc = recognize("--model", bundle, "--mic", "--log", log, home=home, stderr=err_stream)
-        try:
-            wait_for(lambda: len(log.read_text().splitlines()) >= 3 if log.exists() else False)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        interrupt_when(
+            proc, lambda: len(log.read_text().splitlines()) >= 3 if log.exists() else False
+        )
     err = errf.read_text()
     assert proc.returncode == 0, err
     assert "stopped (Ctrl-C)" in err and "Traceback" not in err
@@ -125,13 +132,7 @@ def test_ctrl_c_on_a_realtime_file_keeps_the_rows_so_far(bundle: Path, audio, tm
     with errf.open("w") as err_stream:
         proc = recognize("--model", bundle, "--wav", wav, "--realtime", "--log", log,
                          stderr=err_stream)  # fmt: skip
-        try:
-            wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        interrupt_when(proc, lambda: log.exists() and len(log.read_text().splitlines()) >= 2)
     err = errf.read_text()
     assert proc.returncode == 130, err
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err

@@ -12,31 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .conftest import SNAKEMAKE, run_workflow
+from .conftest import SNAKEMAKE, demo_workflow_config, run_workflow
 
 pytestmark = pytest.mark.slow
 
-CONFIG = {
-    "demo_corpus": {"dir": "data/demo", "seed": 11, "n_speakers": 6, "utterances_per_emotion": 4},
-    "corpora": {
-        "demo": {
-            "meta": "data/demo/meta.tsv",
-            "n_shards": 2,
-            "columns": {"emotion": "emotion", "speaker": "speaker", "arousal": "arousal"},
-        }
-    },
-    "feature_sets": {"logmel": {"type": "logmel", "sample_rate": 16000, "n_mels": 24}},
-    "databases": {
-        "db": {
-            "corpora": ["demo"],
-            "feature_set": "logmel",
-            "c_len": 10,
-            "max_steps": 150,
-            "tasks": ["emotion", "arousal"],
-            "n_folds": 3,
-        }
-    },
-    "experiments": {
+CONFIG = demo_workflow_config(
+    seed=11,
+    n_speakers=6,
+    utterances_per_emotion=4,
+    n_shards=2,
+    max_steps=150,
+    n_folds=3,
+    experiments={
         "exp": {
             "database": "db",
             "tasks": {"emotion": 1.0, "arousal": 0.5},
@@ -57,7 +44,7 @@ CONFIG = {
             "training": {"epochs": 2, "validation_fraction": 0.25, "seed": 5},
         },
     },
-}
+)
 
 
 @pytest.fixture(scope="module")

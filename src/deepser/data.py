@@ -214,9 +214,9 @@ class ChunkedBatches:
         self.arrays = arrays
         self.rng = np.random.default_rng(seed)
         self.blocks = [
-            rows[(rows >= a) & (rows < b)][i : i + block_rows]
+            np.arange(start, min(b, start + block_rows))
             for a, b in contiguous_runs(rows)
-            for i in range(0, b - a, block_rows)
+            for start in range(a, b, block_rows)
         ]
         self.buffer_blocks = buffer_blocks
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ def evaluate_fold(
     db_path: str | Path,
     model_path: str | Path,
     training_json: str | Path,
-    experiment: Mapping[str, Any],
     fold: int,
     out_predictions: str | Path,
     out_metrics: str | Path,

@@ -279,6 +279,11 @@ def _pct(x: float) -> str:
     return f"{100 * float(x):.1f}"
 
 
+def _card(task: str, big: str, smalls: Sequence[str]) -> str:
+    lines = "".join(f'<div class="small">{_e(t)}</div>' for t in smalls)
+    return f'<div class="card"><div>{_e(task)}</div><div class="big">{_e(big)}</div>{lines}</div>'
+
+
 def _headline(summary: Mapping[str, Any]) -> str:
     cards = []
     for task, m in summary.get("tasks", {}).items():
@@ -291,21 +296,13 @@ def _headline(summary: Mapping[str, Any]) -> str:
             )
             pooled = m.get("pooled", {})
             pooled_txt = f"pooled UA {_pct(pooled['ua'])} %" if "ua" in pooled else ""
-            cards.append(
-                f'<div class="card"><div>{_e(task)}</div>'
-                f'<div class="big">UA {_pct(ua["mean"])} ± {_pct(ua["std"])} %</div>'
-                f'<div class="small">{_e(extra + " %" if extra else "")}</div>'
-                f'<div class="small">{_e(pooled_txt)}</div></div>'
-            )
+            big = f"UA {_pct(ua['mean'])} ± {_pct(ua['std'])} %"
+            cards.append(_card(task, big, [extra + " %" if extra else "", pooled_txt]))
         elif "ccc" in m:
             c = m["ccc"]
             pooled = m.get("pooled", {})
             pooled_txt = f"pooled CCC {pooled['ccc']:.3f}" if "ccc" in pooled else ""
-            cards.append(
-                f'<div class="card"><div>{_e(task)}</div>'
-                f'<div class="big">CCC {c["mean"]:.3f} ± {c["std"]:.3f}</div>'
-                f'<div class="small">{_e(pooled_txt)}</div></div>'
-            )
+            cards.append(_card(task, f"CCC {c['mean']:.3f} ± {c['std']:.3f}", [pooled_txt]))
     n = summary.get("n_folds", "?")
     note = (
         f'<p class="note">Headline: mean ± sample standard deviation over {_e(n)} '

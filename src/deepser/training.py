@@ -48,8 +48,7 @@ def configure_backend(threads: int, seed: int, deterministic: bool = True) -> No
     """Bind the backend's thread pools to ``threads`` and seed everything (call before Keras
     builds anything). TensorFlow also gets deterministic ops."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for var in ("OMP_NUM_THREADS", "XLA_FLAGS_THREADS"):
-        os.environ.setdefault(var, str(threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import keras
 
     if keras.backend.backend() == "tensorflow":
