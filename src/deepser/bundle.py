@@ -101,6 +101,7 @@ def load_bundle(path: str | Path):
     """Load a bundle -> (keras model, bundle dict); checks the format and the input shape."""
     import keras
 
+    import deepser.legacy.layers  # noqa: F401  (registers Keras 2's hard_sigmoid)
     import deepser.models  # noqa: F401  (registers the custom layers)
 
     path = Path(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -186,11 +187,22 @@ def _error(message: str) -> int:
     return 1
 
 
+def join_negative_gain(argv: Sequence[str]) -> list[str]:
+    """``--gain -1,1`` -> ``--gain=-1,1`` (argparse would take ``-1,1`` for an option)."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--gain" and re.match(r"^-[0-9.]", arg):
+            out[-1] = f"--gain={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (errors: one line on stderr)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_gain(sys.argv[1:] if argv is None else argv))
     from deepser.audio import AudioError
     from deepser.bundle import BundleError
     from deepser.recognizer.errors import RecognizerError
