@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_dryrun.py
 	test -f results/experiments/demo/final/bundle.json || $(BIN)/snakemake --cores all
 	$(BIN)/python benchmarks/bench_recognizer.py --bundle results/experiments/demo/final
 

@@ -1,10 +1,12 @@
-"""The real workflow on a small demo corpus, up to the databases, and its incremental re-runs."""
+"""The real workflow on a small demo corpus, up to the databases, and its incremental re-runs
+(up to the models: a changed hyper-parameter re-trains only its experiment)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -18,6 +20,8 @@ from deepser.features import extract, resolve_spec
 from deepser.windows import cut_windows
 
 from .conftest import REPO, run_workflow, tone, write_wav
+from .slurm.reference import CONFIG as EXPERIMENT_CONFIG
+from .slurm.reference import EXPERIMENT, reference_run
 
 pytestmark = pytest.mark.slow
 
@@ -79,16 +83,44 @@ def planned(proc) -> dict[str, int]:
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}
-    table = out.split("Job stats:", 1)[1]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
-    jobs.pop("total", None)
-    return {k: int(v) for k, v in jobs.items()}
+    jobs = {}
+    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:  # after the header and rule
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    assert jobs, out[-3000:]
+    return jobs
+
+
+def planned_wildcards(proc) -> list[str]:
+    """The wildcards of every job a dry run plans."""
+    return re.findall(r"^\s+wildcards: (.*)$", proc.stdout + proc.stderr, flags=re.M)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
+def library(tmp_path_factory) -> Path:
+    """A private copy of the deepser package for the workflow of `workdir` (via PYTHONPATH):
+    the tests edit its "library code" without touching the repository."""
+    root = tmp_path_factory.mktemp("library")
+    shutil.copytree(
+        REPO / "src/deepser", root / "deepser", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _library_for_workdir(request, monkeypatch) -> None:
+    if "workdir" in request.fixturenames:
+        monkeypatch.setenv("PYTHONPATH", str(request.getfixturevalue("library")))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, library: Path) -> Path:
     work = tmp_path_factory.mktemp("wf")
-    run_workflow(work, CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(library))
+        run_workflow(work, CONFIG)
     return work
 
 
@@ -133,13 +165,38 @@ def test_dry_run_after_a_full_run_does_nothing(workdir: Path) -> None:
     assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
 
 
-def test_touching_files_without_change_reruns_nothing(workdir: Path) -> None:
+def test_the_workflow_runs_the_library_copy(workdir: Path, library: Path) -> None:
+    summary = run_workflow(workdir, CONFIG, "--detailed-summary").stdout
+    assert str(library / "deepser/windows.py") in summary
+    assert str(REPO / "src/deepser") not in summary
+
+
+def test_touching_files_without_change_reruns_nothing(workdir: Path, library: Path) -> None:
     wav = next((workdir / "data/demo/wav").rglob("*.wav"))
     wav.touch()
     (workdir / "data/demo/meta.tsv").touch()
-    for module in ("features.py", "meta.py"):
-        (REPO / "src/deepser" / module).touch()
+    for module in ("features.py", "meta.py", "windows.py"):
+        (library / "deepser" / module).touch()
     (REPO / "scripts/extract_features.py").touch()
+    assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
+
+
+def test_editing_library_code_reruns_the_rules_using_it(workdir: Path, library: Path) -> None:
+    def edited(module: str) -> dict[str, int]:
+        path = library / "deepser" / module
+        original = path.read_bytes()
+        try:
+            path.write_bytes(original + b"\n# an edit\n")
+            return planned(run_workflow(workdir, CONFIG, "-n"))
+        finally:
+            path.write_bytes(original)  # same content again: nothing to re-run
+
+    # windows.py: only build_database uses it (both databases)
+    assert edited("windows.py") == {"build_database": 2, "all": 1}
+    # features.py: every shard of both corpora, and the databases made from them
+    assert edited("features.py") == {"extract_features": 5, "build_database": 2, "all": 1}
+    # meta.py: the meta checkpoint, then (its output unchanged, but rewritten) everything after
+    assert edited("meta.py")["prepare_meta"] == 2
     assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
 
 
@@ -282,3 +339,89 @@ def test_corpus_minmax_gain_is_merged_from_shards_and_applied(tmp_path: Path) ->
         assert shard.attrs["gain"] == resolved
         expected = extract(apply_gain(load_audio(root / "u0.wav", 16000), resolved), spec)
         np.testing.assert_allclose(shard[row["utt_id"]], expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# up to the models: two experiments on one database (a copy of the shared reference run, which
+# trained "exp", plus a second experiment "other")
+
+OTHER = copy.deepcopy(EXPERIMENT)
+OTHER["model"]["rnn_units"] = 4
+OTHER["training"]["epochs"] = 1
+EXPERIMENT_JOBS = {"train_fold": 2, "evaluate_fold": 2, "summarize": 1, "train_final": 1}
+
+
+def with_experiments(**changes) -> dict:
+    config = copy.deepcopy(EXPERIMENT_CONFIG)
+    config["experiments"]["other"] = copy.deepcopy(OTHER)
+    for path, value in changes.items():
+        *keys, last = path.split("__")
+        entry = config
+        for key in keys:
+            entry = entry[key]
+        entry[last] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("experiments")
+    shutil.copytree(reference_run(tmp_path_factory), work, dirs_exist_ok=True)
+    # adding an experiment trains only it (and the comparison page of the two)
+    proc = run_workflow(work, with_experiments())
+    assert planned(proc) == {**EXPERIMENT_JOBS, "compare_experiments": 1, "all": 1}
+    assert set(planned_wildcards(proc)) == {
+        "experiment=other, fold=0",
+        "experiment=other, fold=1",
+        "experiment=other",
+    }
+    return work
+
+
+def test_after_a_full_run_a_dry_run_does_nothing(experiments: Path) -> None:
+    assert planned(run_workflow(experiments, with_experiments(), "-n")) == {}
+    assert (experiments / "results/experiments/comparison.html").is_file()
+
+
+def test_hyper_parameter_change_retrains_only_its_experiment(experiments: Path) -> None:
+    for change, name in (
+        ({"experiments__exp__training__learning_rate": 0.01}, "exp"),
+        ({"experiments__other__model__dropout": 0.1}, "other"),
+    ):
+        proc = run_workflow(experiments, with_experiments(**change), "-n")
+        # nothing in features or databases, nothing of the other experiment
+        assert planned(proc) == {**EXPERIMENT_JOBS, "compare_experiments": 1, "all": 1}
+        assert {w.split(",")[0] for w in planned_wildcards(proc)} == {f"experiment={name}"}
+
+
+def test_feature_change_reruns_features_databases_and_every_experiment(experiments: Path) -> None:
+    config = with_experiments(feature_sets__logmel__n_mels=20)
+    jobs = planned(run_workflow(experiments, config, "-n"))
+    assert jobs == {
+        "extract_features": 2,
+        "build_database": 1,
+        **{rule: 2 * n for rule, n in EXPERIMENT_JOBS.items()},
+        "compare_experiments": 1,
+        "all": 1,
+    }
+
+
+def test_changed_wav_reruns_its_shard_and_what_depends_on_it(experiments: Path) -> None:
+    meta = pd.read_csv(experiments / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    wav = experiments / meta.iloc[3]["audio"]
+    original = wav.read_bytes()
+    y, sr = sf.read(wav, dtype="float32")
+    try:
+        sf.write(wav, y * 0.5, sr, subtype="PCM_16")
+        proc = run_workflow(experiments, with_experiments(), "-n")
+        jobs = planned(proc)
+        assert re.search(
+            rf"wildcards: corpus=demo, featureset=logmel, shard={meta.iloc[3]['shard']}$",
+            proc.stdout,
+            flags=re.M,
+        )
+    finally:
+        wav.write_bytes(original)
+    assert jobs["extract_features"] == 1 and jobs["build_database"] == 1
+    assert jobs["train_fold"] == 4 and "prepare_meta" not in jobs
+    assert planned(run_workflow(experiments, with_experiments(), "-n")) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,17 +12,38 @@ from typing import Any
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds."""
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds.
+
+    The temporary is ``.<name>.<pid>.tmp<suffix>`` (``suffix`` for writers that insist on an
+    extension, e.g. ``".keras"``). A writer killed with SIGKILL leaves its temporary behind but
+    never a file at ``path``; such leftovers of ``path`` are removed by its next writer (each
+    output has one writer at a time: one workflow job).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    for stale in stale_temporaries(path):
+        if stale != tmp:
+            stale.unlink(missing_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """Temporaries of :func:`atomic_path` for ``path`` that are still on disk."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}."
+    pattern = re.compile(rf"{re.escape(prefix)}\d+\.tmp.*")
+    with os.scandir(path.parent) as entries:
+        names = [e.name for e in entries if e.name.startswith(prefix)]
+    return sorted(path.parent / n for n in names if pattern.fullmatch(n))
 
 
 def write_text(path: str | Path, text: str) -> None:

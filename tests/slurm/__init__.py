@@ -1,0 +1,1 @@
+"""Test helpers: a real single-node SLURM on localhost, and the small reference workflow."""
