@@ -3,7 +3,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import deepser
-from deepser.config import check_config, feature_spec, gain_config, needs_corpus_gain
+from deepser.config import (
+    augment_config,
+    check_config,
+    feature_spec,
+    gain_config,
+    needs_corpus_gain,
+    resolve_experiments,
+)
 from deepser.meta import read_table
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -98,7 +105,15 @@ def all_databases():
     return expand(f"{RESULTS}/db/{{database}}.h5", database=DATABASES)
 
 
-EXPERIMENTS = config.get("experiments", {})
+EXPERIMENTS = resolve_experiments(config)
+
+
+def init_model(wildcards):
+    """The pretrained model a fine-tuning experiment starts from (its source's final model)."""
+    source = EXPERIMENTS[wildcards.experiment].get("init_from")
+    return (
+        {"init": f"{RESULTS}/experiments/{source}/final/model.keras"} if source else {}
+    )
 
 
 def experiment_db(wildcards):

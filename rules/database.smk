@@ -7,6 +7,7 @@ rule build_database:
         code=code(
             "build_database.py",
             "database.py",
+            "augment.py",
             "windows.py",
             "folds.py",
             "h5db.py",

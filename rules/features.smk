@@ -8,6 +8,7 @@ rule extract_features:
         code=code(
             "extract_features.py",
             "extraction.py",
+            "augment.py",
             "features.py",
             "gain.py",
             "audio.py",
@@ -31,5 +32,6 @@ rule extract_features:
         spec=lambda w: feature_spec(config, w.featureset),
         gain=lambda w: gain_config(config, w.featureset),
         on_bad_audio=lambda w: CORPORA[w.corpus].get("on_bad_audio", "fail"),
+        augment=lambda w: augment_config(config, w.featureset),
     script:
         "../scripts/extract_features.py"

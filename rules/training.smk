@@ -3,12 +3,17 @@
 
 rule train_fold:
     input:
+        unpack(init_model),
         db=experiment_db,
         code=code(
             "train_fold.py",
             "training.py",
             "data.py",
+            "augment.py",
+            "losses.py",
             "models/__init__.py",
+            "models/blocks.py",
+            "models/zoo.py",
             "models/custom_layers.py",
             "metrics.py",
         ),
@@ -38,7 +43,9 @@ rule evaluate_fold:
         db=experiment_db,
         model=rules.train_fold.output.model,
         training=rules.train_fold.output.training,
-        code=code("evaluate_fold.py", "evaluation.py", "data.py", "metrics.py"),
+        code=code(
+            "evaluate_fold.py", "evaluation.py", "data.py", "augment.py", "metrics.py"
+        ),
     output:
         predictions=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/predictions.csv",
         metrics=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/metrics.json",
@@ -100,6 +107,7 @@ rule summarize:
 
 rule train_final:
     input:
+        unpack(init_model),
         db=experiment_db,
         trainings=fold_files("training.json"),
         metrics=rules.summarize.output.metrics,
@@ -109,7 +117,11 @@ rule train_final:
             "training.py",
             "bundle.py",
             "data.py",
+            "augment.py",
+            "losses.py",
             "models/__init__.py",
+            "models/blocks.py",
+            "models/zoo.py",
             "models/custom_layers.py",
         ),
     output:

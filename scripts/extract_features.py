@@ -10,4 +10,11 @@ with rule_log(sm) as log:
     stats = read_json(sm.input.gain[0]) if sm.input.gain else None
     gain = resolve_gain(sm.params.gain, stats)
     log.info("feature spec %s, gain %s, %d utterances", sm.params.spec, gain, len(sm.params.rows))
-    extract_shard(sm.params.rows, sm.params.spec, gain, sm.output[0], sm.params.on_bad_audio)
+    extract_shard(
+        sm.params.rows,
+        sm.params.spec,
+        gain,
+        sm.output[0],
+        sm.params.on_bad_audio,
+        augment=sm.params.augment,
+    )

@@ -15,4 +15,5 @@ with rule_log(sm):
         sm.input.metrics,
         Path(sm.output.bundle).parent,
         threads=sm.threads,
+        init_model=sm.input.get("init"),
     )

@@ -13,4 +13,5 @@ with rule_log(sm):
         int(sm.wildcards.fold),
         Path(sm.output.model).parent,
         threads=sm.threads,
+        init_model=sm.input.get("init"),
     )

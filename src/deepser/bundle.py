@@ -71,7 +71,9 @@ def save_bundle(path: str | Path, model, info: Mapping[str, Any]) -> None:
     """Write ``model.keras`` and ``bundle.json`` into the folder ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save(path / "model.keras")
+    from deepser.training import save_model
+
+    save_model(model, path / "model.keras")
     write_json(path / "bundle.json", info)
 
 

@@ -24,6 +24,63 @@ def gain_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(config["feature_sets"][name].get("gain") or {"method": "none"})
 
 
+def augment_config(config: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The waveform augmentation of feature set ``name`` with defaults (None: off)."""
+    from deepser.augment import waveform_config
+
+    return waveform_config(config["feature_sets"][name].get("augment"))
+
+
+def resolve_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Experiments with inherited settings: a fine-tuning experiment (``init_from``) without
+    its own ``model`` uses its source's architecture and sizes (so the weights fit)."""
+    experiments = {k: dict(v) for k, v in (config.get("experiments") or {}).items()}
+    for exp in experiments.values():
+        source = experiments.get(exp.get("init_from", ""))
+        if source is not None and "model" not in exp:
+            exp["model"] = dict(source.get("model", {}))
+    return experiments
+
+
+def _experiment_problems(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    experiments = config.get("experiments") or {}
+    for name, exp in experiments.items():
+        where = f"experiments.{name}"
+        source = exp.get("init_from")
+        if source is not None:
+            if source not in experiments or source == name:
+                problems.append(
+                    f"{where}.init_from: {source!r} is not another experiment "
+                    f"(known: {', '.join(k for k in experiments if k != name)})"
+                )
+            else:
+                seen, cur = {name}, source
+                while cur is not None and cur not in seen:
+                    seen.add(cur)
+                    cur = experiments.get(cur, {}).get("init_from")
+                if cur is not None:
+                    problems.append(f"{where}.init_from: a cycle of init_from through {cur!r}")
+        elif exp.get("freeze"):
+            problems.append(f"{where}.freeze: only meaningful with init_from")
+        tasks = exp.get("tasks")
+        for aux in exp.get("auxiliary", []):
+            if tasks is not None and aux not in tasks:
+                problems.append(f"{where}.auxiliary: {aux!r} is not one of its tasks")
+        if tasks is not None and set(exp.get("auxiliary", [])) >= set(tasks):
+            problems.append(f"{where}.auxiliary: every task is auxiliary; the bundle needs one")
+        training = exp.get("training", {})
+        if training.get("sampling", "none") != "none" and training.get("class_weights", True):
+            problems.append(
+                f"{where}.training: sampling {training['sampling']!r} already balances the "
+                "classes; set class_weights: false (or sampling: none)"
+            )
+        alpha = training.get("focal_alpha")
+        if alpha is not None and training.get("loss", "crossentropy") != "focal":
+            problems.append(f"{where}.training.focal_alpha: set loss: focal to use it")
+    return problems
+
+
 def needs_corpus_gain(config: Mapping[str, Any], name: str) -> bool:
     """Whether feature set ``name`` normalises with min/max statistics of the corpus."""
     gain = gain_config(config, name)
@@ -37,6 +94,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     for name, fset in fsets.items():
         try:
             resolve_spec(fset)
+            augment_config(config, name)
         except ValueError as exc:
             problems.append(f"feature_sets.{name}: {exc}")
         gain = fset.get("gain") or {}
@@ -88,4 +146,4 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                     f"{where}.fold_by: corpus {cname!r} has no column {fold_by!r} "
                     f"(add it under corpora.{cname}.columns)"
                 )
-    return problems
+    return problems + _experiment_problems(config)

@@ -18,6 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from deepser.augment import is_augmented, spec_augment
+
 
 @dataclass(frozen=True)
 class DatabaseInfo:
@@ -31,6 +33,11 @@ class DatabaseInfo:
     speaker: np.ndarray
     utt_id: np.ndarray
     tasks: list[dict[str, Any]]
+
+    @property
+    def augmented(self) -> np.ndarray:
+        """Which rows are augmented copies (training only)."""
+        return is_augmented(self.utt_id)
 
     @property
     def n_folds(self) -> int:
@@ -69,12 +76,15 @@ def split_fold(
 ) -> FoldSplit:
     """Test = fold ``test_fold`` (None: no test set, for the final model); validation = a
     random, speaker-disjoint subset of the *training* speakers (at least one speaker when
-    ``val_fraction`` > 0, never all of them); training = the remaining rows."""
+    ``val_fraction`` > 0, never all of them); training = the remaining rows. Augmented copies
+    go to the training set only: validation and test hold original recordings."""
     rows = np.arange(info.n_rows)
-    is_test = info.fold == test_fold if test_fold is not None else np.zeros(info.n_rows, bool)
+    augmented = info.augmented
+    in_fold = info.fold == test_fold if test_fold is not None else np.zeros(info.n_rows, bool)
+    is_test = in_fold & ~augmented
     if test_fold is not None and not is_test.any():
         raise ValueError(f"fold {test_fold} has no rows (the database has {info.n_folds} folds)")
-    train_speakers = sorted(set(info.speaker[~is_test]))
+    train_speakers = sorted(set(info.speaker[~in_fold]))
     n_val = 0
     if val_fraction > 0:
         if len(train_speakers) < 2:
@@ -82,8 +92,9 @@ def split_fold(
         n_val = min(len(train_speakers) - 1, max(1, round(val_fraction * len(train_speakers))))
     rng = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1])
     val_speakers = sorted(rng.choice(train_speakers, size=n_val, replace=False).tolist())
-    is_val = ~is_test & np.isin(info.speaker, val_speakers)
-    is_train = ~is_test & ~is_val
+    is_val = ~in_fold & np.isin(info.speaker, val_speakers)
+    is_train = ~in_fold & ~is_val
+    is_val &= ~augmented
     return FoldSplit(
         test_fold=test_fold,
         train=rows[is_train],
@@ -129,8 +140,14 @@ class Arrays:
         return int(self.rows.size)
 
 
-def read_rows(path: str | Path, rows: np.ndarray, label_cols: Sequence[int]) -> Arrays:
-    """Read the given (sorted) rows, one contiguous slice per run."""
+def read_rows(
+    path: str | Path,
+    rows: np.ndarray,
+    label_cols: Sequence[int],
+    norm: SpeakerNorm | None = None,
+) -> Arrays:
+    """Read the given (sorted) rows, one contiguous slice per run (standardised per speaker
+    when ``norm`` is given)."""
     with h5py.File(path, "r") as h5:
         feat = np.empty((rows.size, *h5["feat"].shape[1:]), dtype=np.float32)
         n_valid = np.empty(rows.size, dtype=np.int32)
@@ -142,7 +159,53 @@ def read_rows(path: str | Path, rows: np.ndarray, label_cols: Sequence[int]) -> 
             n_valid[pos : pos + n] = h5["n_valid"][start:stop]
             label[pos : pos + n] = h5["label"][start:stop][:, list(label_cols)]
             pos += n
+        layout = json.loads(h5.attrs["window_spec"])["layout"]
+    if norm is not None:
+        norm.apply(feat, n_valid, rows, layout)
     return Arrays(feat=feat, n_valid=n_valid, label=label, rows=rows)
+
+
+class SpeakerNorm:
+    """Speaker-level normalisation: each speaker's features standardised with that speaker's own
+    per-dimension mean and standard deviation, over the valid windows of the speaker's original
+    (not augmented) recordings. Uses no labels, and includes the test speakers (as a deployed
+    recogniser adapting to its user would, see the recogniser's running statistics)."""
+
+    def __init__(self, info: DatabaseInfo, chunk_rows: int = 1024) -> None:
+        self.speakers, self.code = np.unique(info.speaker.astype(str), return_inverse=True)
+        n_spk = len(self.speakers)
+        dims = info.row_shape[-1]
+        s1, s2 = np.zeros((n_spk, dims)), np.zeros((n_spk, dims))
+        count = np.zeros(n_spk)
+        rows = np.flatnonzero(~info.augmented)
+        with h5py.File(info.path, "r") as h5:
+            dset, layout = h5["feat"], info.attrs["window_spec"]["layout"]
+            for start, stop in contiguous_runs(rows):
+                for a in range(start, stop, chunk_rows):
+                    b = min(stop, a + chunk_rows)
+                    windows = to_time_major(dset[a:b], layout)
+                    mask = np.arange(windows.shape[1])[None, :] < h5["n_valid"][a:b][:, None]
+                    for i in range(b - a):
+                        frames = windows[i][mask[i]].reshape(-1, dims).astype(np.float64)
+                        k = self.code[a + i]
+                        s1[k] += frames.sum(0)
+                        s2[k] += (frames**2).sum(0)
+                        count[k] += frames.shape[0]
+        if (count == 0).any():
+            raise ValueError(f"speaker(s) without frames: {list(self.speakers[count == 0])}")
+        self.mean = (s1 / count[:, None]).astype(np.float32)
+        var = np.maximum(s2 / count[:, None] - (s1 / count[:, None]) ** 2, 1e-12)
+        self.std = np.sqrt(var).astype(np.float32)
+
+    def apply(self, feat: np.ndarray, n_valid: np.ndarray, rows: np.ndarray, layout: str) -> None:
+        """Standardise ``feat`` (rows ``rows`` of the database) in place; padding windows stay 0."""
+        k = self.code[rows]
+        shape = (len(rows),) + (1,) * (feat.ndim - 2) + (feat.shape[-1],)
+        feat -= self.mean[k].reshape(shape)
+        feat /= self.std[k].reshape(shape)
+        time_major = to_time_major(feat, layout)  # a view
+        steps = time_major.shape[1]
+        time_major[np.arange(steps)[None, :] >= n_valid[:, None]] = 0.0
 
 
 def feature_moments(path: str | Path, rows: np.ndarray, chunk_rows: int = 1024) -> tuple:
@@ -167,6 +230,12 @@ def feature_moments(path: str | Path, rows: np.ndarray, chunk_rows: int = 1024) 
     mean = s1 / total
     var = np.maximum(s2 / total - mean**2, 1e-12)
     return mean.astype(np.float32), var.astype(np.float32)
+
+
+def read_layout(path: str | Path) -> str:
+    """The database's window layout (2d or 3d)."""
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5.attrs["window_spec"])["layout"]
 
 
 def to_time_major(feat: np.ndarray, layout: str) -> np.ndarray:
@@ -208,11 +277,21 @@ class ChunkedBatches:
         arrays: Arrays | None = None,
         block_rows: int = 2048,
         buffer_blocks: int = 4,
+        norm: SpeakerNorm | None = None,
+        resample: tuple[int, np.ndarray] | None = None,
+        augment: Mapping[str, Any] | None = None,
+        augment_fill: np.ndarray | float = 0.0,
     ) -> None:
+        """``resample`` = (label column j, per-class factor): each training row of class c is
+        drawn factor[c] times per epoch on average (random over-/under-sampling); ``augment``
+        = SpecAugment settings for training batches, masking with ``augment_fill``."""
         self.path, self.rows, self.label_cols = Path(path), rows, list(label_cols)
         self.tasks, self.batch_size, self.weights = list(tasks), batch_size, weights or {}
-        self.arrays = arrays
+        self.arrays, self.norm, self.resample = arrays, norm, resample
+        self.augment, self.augment_fill = augment, augment_fill
         self.rng = np.random.default_rng(seed)
+        self.augment_rng = np.random.default_rng([seed, 1])
+        self.layout = read_layout(path)
         self.blocks = [
             np.arange(start, min(b, start + block_rows))
             for a, b in contiguous_runs(rows)
@@ -228,7 +307,17 @@ class ChunkedBatches:
             idx = np.searchsorted(self.rows, block_rows)  # rows are sorted
             a = self.arrays
             return Arrays(a.feat[idx], a.n_valid[idx], a.label[idx], block_rows)
-        return read_rows(self.path, block_rows, self.label_cols)
+        return read_rows(self.path, block_rows, self.label_cols, self.norm)
+
+    def _sample(self, buf: Arrays) -> np.ndarray:
+        """Indices into ``buf`` for this epoch: every row once, or with random over-/under-
+        sampling each row repeated a stochastically rounded ``factor[class]`` times."""
+        if self.resample is None:
+            return np.arange(len(buf))
+        col, factor = self.resample
+        f = factor[buf.label[:, col].astype(int)]
+        reps = np.floor(f).astype(int) + (self.rng.random(len(buf)) < f - np.floor(f))
+        return np.repeat(np.arange(len(buf)), reps)
 
     def _groups(self, order: np.ndarray):
         for g in range(0, len(order), self.buffer_blocks):
@@ -246,7 +335,9 @@ class ChunkedBatches:
         order = self.rng.permutation(len(self.blocks))
         carry: Arrays | None = None
         for buf, last_group in self._groups(order):
+            idx = self._sample(buf)
             if carry is not None:
+                idx = np.concatenate([np.arange(len(carry)), len(carry) + idx])
                 buf = Arrays(
                     *(
                         np.concatenate([x, y])
@@ -257,11 +348,11 @@ class ChunkedBatches:
                         )
                     )
                 )
-            perm = self.rng.permutation(len(buf))
-            n_full = len(buf) // self.batch_size * self.batch_size
-            stop = len(buf) if last_group else n_full
+            perm = idx[self.rng.permutation(len(idx))]
+            n_full = len(perm) // self.batch_size * self.batch_size
+            stop = len(perm) if last_group else n_full
             for i in range(0, stop, self.batch_size):
-                yield self.batch(buf, perm[i : i + self.batch_size])
+                yield self.batch(buf, perm[i : i + self.batch_size], train=True)
             carry = (
                 None
                 if last_group
@@ -270,8 +361,9 @@ class ChunkedBatches:
                 )
             )
 
-    def batch(self, buf: Arrays, idx: np.ndarray):
-        """Inputs, targets and sample weights for rows ``idx`` of ``buf``."""
+    def batch(self, buf: Arrays, idx: np.ndarray, train: bool = False):
+        """Inputs, targets and sample weights for rows ``idx`` of ``buf`` (``train``: with the
+        training-only augmentation)."""
         targets, sample_weights = {}, {}
         for j, task in enumerate(self.tasks):
             y = buf.label[idx, j]
@@ -286,7 +378,17 @@ class ChunkedBatches:
             else:
                 targets[task["name"]] = y.astype(np.float32)[:, None]
                 sample_weights[task["name"]] = np.ones(idx.size, np.float32)
-        return as_inputs(buf.feat[idx], buf.n_valid[idx]), targets, sample_weights
+        feat = buf.feat[idx]
+        if train and self.augment:
+            masked = spec_augment(
+                to_time_major(feat, self.layout),
+                buf.n_valid[idx],
+                self.augment_rng,
+                self.augment,
+                self.augment_fill,
+            )
+            feat = to_time_major(masked, self.layout)  # the swap is its own inverse
+        return as_inputs(feat, buf.n_valid[idx]), targets, sample_weights
 
     def forever(self):
         """Endless batches, epoch after epoch (for ``fit(..., steps_per_epoch=len(self))``)."""

@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from deepser import __version__
+from deepser.augment import is_augmented, source_id
 from deepser.files import read_json
 from deepser.folds import assign_folds
 from deepser.h5db import DatabaseWriter, FeatureShard
@@ -75,6 +76,20 @@ def _label_value(value: Any, vocab: Mapping[str, Any]) -> float:
     return float(vocab["classes"].index(str(value)))
 
 
+def with_augmented_copies(table: pd.DataFrame, shard_of: Mapping[str, Any]) -> pd.DataFrame:
+    """The meta rows plus one row per augmented copy found in the shards (same labels and
+    speaker as its source; the training split keeps them out of validation and test)."""
+    copies = [u for u in shard_of if is_augmented([u])[0]]
+    if not copies:
+        return table.copy()
+    by_id = table.set_index("utt_id", drop=False)
+    sources = [source_id(u) for u in copies]
+    keep = [i for i, src in enumerate(sources) if src in by_id.index]
+    extra = by_id.loc[[sources[i] for i in keep]].copy()
+    extra["utt_id"] = [copies[i] for i in keep]
+    return pd.concat([table, extra], ignore_index=True)
+
+
 def build_database(
     corpora: Sequence[CorpusInput],
     db: Mapping[str, Any],
@@ -89,7 +104,7 @@ def build_database(
             table = read_table(corpus.meta, vocab).assign(corpus=corpus.name)
             opened = [stack.enter_context(FeatureShard(p)) for p in corpus.shards]
             where = {u: s for s in opened for u in s.index}
-            table = table[table["utt_id"].isin(where.keys())].copy()
+            table = with_augmented_copies(table[table["utt_id"].isin(where.keys())], where)
             table["src"] = [where[u] for u in table["utt_id"]]
             tables.append(table)
             vocabs.append(vocab)
@@ -161,13 +176,14 @@ def build_database(
                 windows, n_valid = cut_windows(src[utt_id], c_len, max_steps)
                 feat = windows[:, None] if layout == "2d" else windows[None]
                 writer.append(feat, label, n_valid, int(fold), utt_id, spk, corpus)
+            augmented = is_augmented(rows["utt_id"])
             fold_bounds = None
             if folds_meta is not None:
                 fold_bounds = []
                 for entry in folds_meta:
                     idx = np.flatnonzero(rows["fold"].to_numpy() == entry["fold"])
                     fold_bounds.append((int(idx[0]), int(idx[-1]) + 1))
-                    entry["n_utterances"] = int(idx.size)
+                    entry["n_utterances"] = int((~augmented[idx]).sum())
             first = shards[0].attrs
             attrs = {
                 "feature_spec": first["feature_spec"],
@@ -183,7 +199,8 @@ def build_database(
                 "fold_by": fold_by,
                 "folds": folds_meta,
                 "corpora": [c.name for c in corpora],
-                "n_utterances": len(rows),
+                "n_utterances": int((~augmented).sum()),
+                "n_augmented": int(augmented.sum()),
                 "speakers": sorted(set(rows["spk"])),
                 "config_hash": config_hash(dict(db)),
                 "deepser_version": __version__,

@@ -8,17 +8,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepser.data import as_inputs, label_columns, read_info, read_rows, split_fold
+from deepser.data import (
+    SpeakerNorm,
+    as_inputs,
+    label_columns,
+    read_info,
+    read_rows,
+    split_fold,
+)
 from deepser.files import read_json, write_json
 from deepser.metrics import fold_metrics
 
 
 def predictions_table(
-    model, info, rows: np.ndarray, tasks: list[dict], fold: int, batch_size: int = 64
+    model,
+    info,
+    rows: np.ndarray,
+    tasks: list[dict],
+    fold: int,
+    batch_size: int = 64,
+    norm: SpeakerNorm | None = None,
 ) -> pd.DataFrame:
     """One row per utterance: utt_id, speaker, fold, then per task true/predicted (and the
     class probabilities)."""
-    arrays = read_rows(info.path, rows, label_columns(info, [t["name"] for t in tasks]))
+    arrays = read_rows(info.path, rows, label_columns(info, [t["name"] for t in tasks]), norm)
     out = model.predict(as_inputs(arrays.feat, arrays.n_valid), batch_size=batch_size, verbose=0)
     if not isinstance(out, dict):
         out = {tasks[0]["name"]: out}
@@ -56,7 +69,8 @@ def evaluate_fold(
     tasks = trained["tasks"]
     split = split_fold(info, fold, 0.0, 0)
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    table = predictions_table(model, info, split.test, tasks, fold)
+    norm = SpeakerNorm(info) if trained.get("normalisation") == "speaker" else None
+    table = predictions_table(model, info, split.test, tasks, fold, norm=norm)
     from deepser.meta import write_table
 
     write_table(out_predictions, table)

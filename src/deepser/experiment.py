@@ -41,6 +41,7 @@ def summarize(
     trainings = [read_json(d / "training.json") for d in fold_dirs]
     tasks = trainings[0]["tasks"]
     summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
+    summary["normalisation"] = trainings[0].get("normalisation", "global")
     write_json(out_dir / "metrics.json", summary)
 
     images: dict[str, Path] = {}
@@ -127,22 +128,28 @@ def train_final(
     metrics_path: str | Path,
     out_dir: str | Path,
     threads: int = 1,
+    init_model: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train on all speakers for the chosen number of epochs and write the model bundle."""
+    """Train on all speakers for the chosen number of epochs and write the model bundle
+    (without the experiment's auxiliary tasks)."""
     from deepser.bundle import bundle_json
     from deepser.training import train
 
     trainings = [read_json(p) for p in fold_trainings]
     epochs = final_epochs(config, trainings)
     out_dir = Path(out_dir)
-    summary = train(db_path, config, None, out_dir, threads=threads, epochs=epochs)
+    summary = train(
+        db_path, config, None, out_dir, threads=threads, epochs=epochs, init_model=init_model
+    )
+    tasks = [t for t in summary["tasks"] if t["name"] not in summary["auxiliary"]]
     info = read_info(db_path)
     data = {
         "corpora": info.attrs["corpora"],
-        "n_utterances": info.n_rows,
+        "n_utterances": int((~info.augmented).sum()),
         "speakers": info.attrs["speakers"],
         "database": str(db_path),
-        "class_counts": _class_counts(info, summary["tasks"]),
+        "n_augmented": int(info.augmented.sum()),
+        "class_counts": _class_counts(info, tasks),
     }
     training = {
         "epochs": epochs,
@@ -152,12 +159,24 @@ def train_final(
         "seed": summary["seed"],
         "model": dict(config.get("model", {})),
         "hyper_parameters": dict(config.get("training", {})),
+        "auxiliary_tasks": summary["auxiliary"],
+        "initialised_from": summary["initialised_from"],
     }
-    bundle = bundle_json(
-        info.attrs, summary["tasks"], experiment, read_json(metrics_path), training, data
-    )
+    bundle = bundle_json(info.attrs, tasks, experiment, read_json(metrics_path), training, data)
+    bundle["normalisation"] = normalisation_spec(summary["normalisation"])
     write_json(out_dir / "bundle.json", bundle)
     return bundle
+
+
+def normalisation_spec(method: str) -> dict[str, Any]:
+    """How the recogniser must normalise features for this model (bundle key)."""
+    if method == "speaker":
+        return {
+            "method": "speaker",
+            "live": "running per-dimension mean and standard deviation of the current "
+            "speaker's speech frames, updated with every segment",
+        }
+    return {"method": "global", "live": "statistics inside the model"}
 
 
 def _class_counts(info, tasks: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -166,7 +185,7 @@ def _class_counts(info, tasks: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
     from deepser.data import label_columns
 
     with h5py.File(info.path, "r") as h5:
-        labels = h5["label"][()]
+        labels = h5["label"][()][~info.augmented]
     counts = {}
     for task, col in zip(tasks, label_columns(info, [t["name"] for t in tasks]), strict=True):
         if task["type"] == "categorical":

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepser.audio import AudioError, load_audio
+from deepser.augment import augmented_id, copy_rng, perturb
 from deepser.features import FeatureError, extract
 from deepser.gain import apply_gain, shard_stats
 from deepser.h5db import write_feature_shard
@@ -55,13 +56,16 @@ def extract_shard(
     gain: Mapping[str, Any],
     out: str | Path,
     on_bad_audio: str = "fail",
+    augment: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Compute ``spec`` features for every row into the shard file ``out``.
+    """Compute ``spec`` features for every row into the shard file ``out``; with ``augment``
+    (:func:`deepser.augment.waveform_config`), also its perturbed copies ``<utt_id>#aug<k>``.
 
     Returns the rejected utterances (``on_bad_audio: skip``); with ``fail``, raises
     :class:`BadAudioError` naming every bad file once the whole shard has been checked.
     """
     bad: list[dict[str, Any]] = []
+    sr = int(spec["sample_rate"])
 
     def items() -> Iterator[tuple[str, np.ndarray]]:
         for utt_id, audio in _progress(rows, "features"):
@@ -89,11 +93,15 @@ def extract_shard(
                 )
                 continue
             yield utt_id, feat
+            for k in range(1, int(augment["copies"]) + 1) if augment else ():
+                copy = perturb(y, sr, augment, copy_rng(utt_id, k, int(augment["seed"])))
+                yield augmented_id(utt_id, k), extract(apply_gain(copy, gain), spec)
 
     def final_attrs() -> dict[str, Any]:
         if bad and on_bad_audio == "fail":
             raise BadAudioError(bad)  # the temporary file is discarded
-        return {"feature_spec": dict(spec), "gain": dict(gain), "rejected": bad}
+        attrs = {"feature_spec": dict(spec), "gain": dict(gain), "rejected": bad}
+        return {**attrs, "augment": dict(augment)} if augment else attrs
 
     n = write_feature_shard(out, items(), final_attrs)
     log.info("%d utterances written to %s, %d rejected", n, out, len(bad))

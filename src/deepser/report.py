@@ -308,6 +308,12 @@ def _headline(summary: Mapping[str, Any]) -> str:
         f'<p class="note">Headline: mean ± sample standard deviation over {_e(n)} '
         "speaker-independent folds. Pooled: computed once on all folds' predictions together.</p>"
     )
+    if summary.get("normalisation") == "speaker":
+        note += (
+            '<p class="note"><b>Speaker-level normalisation:</b> every speaker\'s features, '
+            "the test speakers' included, were standardised with that speaker's own statistics "
+            "(no labels used), as a deployed recogniser adapting to its user would do.</p>"
+        )
     return f'<div class="cards">{"".join(cards)}</div>{note}'
 
 

@@ -40,6 +40,35 @@ class Prediction:
         return self.emitted_at - self.segment.detected_at
 
 
+class RunningSpeakerNorm:
+    """Live speaker-level normalisation: per-dimension mean and variance of every speech frame
+    seen in this session (the current speaker), accumulated in float64. Before any speech, a
+    segment is standardised with its own statistics."""
+
+    def __init__(self) -> None:
+        self.count, self.s1, self.s2 = 0, None, None
+
+    def update(self, frames: np.ndarray) -> None:
+        frames = np.asarray(frames, np.float64).reshape(-1, frames.shape[-1])
+        s1, s2 = frames.sum(0), (frames**2).sum(0)
+        self.s1 = s1 if self.s1 is None else self.s1 + s1
+        self.s2 = s2 if self.s2 is None else self.s2 + s2
+        self.count += frames.shape[0]
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        if self.count:
+            mean = self.s1 / self.count
+            var = self.s2 / self.count - mean**2
+        else:
+            mean, var = frames.mean(0), frames.var(0)
+        std = np.sqrt(np.maximum(var, 1e-12))
+        return ((frames - mean) / std).astype(np.float32)
+
+    def reset(self) -> None:
+        """Forget the statistics (a new speaker)."""
+        self.__init__()
+
+
 class Engine:
     """A loaded bundle: turns segment audio into the model's input and predicts."""
 
@@ -51,6 +80,8 @@ class Engine:
         self.tasks = list(info["tasks"])
         self.sample_rate = int(self.spec["sample_rate"])
         self.gain = gain or GainControl(bundle_gain(info)[0])
+        method = (info.get("normalisation") or {}).get("method", "global")
+        self.speaker_norm = RunningSpeakerNorm() if method == "speaker" else None
         outputs = model.output_names if hasattr(model, "output_names") else []
         names = [t["name"] for t in self.tasks]
         if outputs and sorted(outputs) != sorted(names):
@@ -87,10 +118,18 @@ class Engine:
             return self.window["max_steps"] / self.sample_rate
         return self.window["max_steps"] * self.spec["hop_length"] / self.sample_rate
 
-    def features(self, y: np.ndarray, gain: GainControl | None = None) -> tuple[np.ndarray, int]:
-        """Waveform (at the feature rate) -> (one model input row, number of valid windows)."""
+    def features(
+        self, y: np.ndarray, gain: GainControl | None = None, adapt: bool = True
+    ) -> tuple[np.ndarray, int]:
+        """Waveform (at the feature rate) -> (one model input row, number of valid windows).
+        A speaker-normalised model gets the frames standardised with the running statistics of
+        the session's speech so far, this segment included (``adapt``: update them)."""
         normalise = gain or self.gain
         feat = extract(normalise(np.asarray(y, np.float32)), self.spec)
+        if self.speaker_norm is not None:
+            if adapt:
+                self.speaker_norm.update(feat)
+            feat = self.speaker_norm.apply(feat)
         windows, n_valid = cut_windows(feat, self.window["c_len"], self.window["max_steps"])
         row = windows[:, None] if self.window["layout"] == "2d" else windows[None]
         return row, n_valid
@@ -114,7 +153,7 @@ class Engine:
         """Trace the compiled predict function and check the feature dimensions once."""
         rng = np.random.default_rng(0)
         y = (0.01 * rng.standard_normal(self.sample_rate)).astype(np.float32)
-        row, n_valid = self.features(y, GainControl({"method": "none"}))
+        row, n_valid = self.features(y, GainControl({"method": "none"}), adapt=False)
         expected = self.window["dims"]
         if row.shape[-1] != expected:
             raise RecognizerError(
