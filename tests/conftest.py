@@ -40,6 +40,23 @@ def tone(seconds: float = 1.0, sr: int = 16000, freq: float = 220.0, seed: int =
     return (y + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+def voiced(seconds: float, sr: int = 16000, f0: float = 140.0, seed: int = 0) -> np.ndarray:
+    """A vowel-like burst: a glottal-like harmonic series with a slow pitch glide and a 10 ms
+    fade in/out, loud enough for any VAD mode."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sr))) / sr
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / sr
+    y = sum((0.3 / k) * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 12))
+    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
+    return (y * ramp).astype(np.float32)
+
+
+def noise(seconds: float, sr: int = 16000, level: float = 1e-3, seed: int = 1) -> np.ndarray:
+    """Background noise (about -60 dBFS)."""
+    rng = np.random.default_rng(seed)
+    return (level * rng.standard_normal(int(round(seconds * sr)))).astype(np.float32)
+
+
 def demo_workflow_config(
     *,
     seed: int,

@@ -37,29 +37,13 @@ from deepser.legacy.importer import import_legacy, window_spec
 from deepser.legacy.keras2 import LegacyModelError, build_model, load_legacy_model, read_legacy
 from deepser.legacy.presets import SpecError, feature_config, feature_spec, gain_spec, parse_tasks
 
-from .conftest import EMODB, REPO, write_wav
+from .conftest import EMODB, REPO, noise, voiced, write_wav
 
 DATA = REPO / "tests" / "data" / "legacy"
 LEGACY = REPO.parent / "shared" / "legacy-models"
 MEL, RAW = "ami.laugh.mspec.cnnlstm.0.h5", "ami.raw.cnnlstmfcn.0.h5"
 BIN = Path(sys.executable).parent
 TOLERANCE = 1e-5
-
-
-def voiced(seconds: float, sr: int, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    """A vowel-like burst (harmonics of a gliding f0, 10 ms fades): speech to any VAD."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sr))) / sr
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / sr
-    y = sum((0.3 / k) * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 12))
-    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
-    return (y * ramp).astype(np.float32)
-
-
-def noise(seconds: float, sr: int, seed: int = 1) -> np.ndarray:
-    """Background noise at about -60 dBFS."""
-    rng = np.random.default_rng(seed)
-    return (1e-3 * rng.standard_normal(int(round(seconds * sr)))).astype(np.float32)
 
 
 def legacy_model(name: str) -> Path:

@@ -22,29 +22,12 @@ from deepser.recognizer.gain import AutoGain, bundle_gain, make_gain
 from deepser.recognizer.output import columns
 from deepser.recognizer.vad import StreamingSegmenter, VadSettings
 
-from .conftest import REPO, demo_workflow_config, run_workflow, write_wav
+from .conftest import REPO, demo_workflow_config, noise, run_workflow, voiced, write_wav
 
 SR = 16000
 
 # ---------------------------------------------------------------------------------------------
 # synthetic speech-like bursts
-
-
-def voiced(seconds: float, sr: int = SR, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    """A vowel-like burst: a glottal-like harmonic series with a slow pitch glide and a 10 ms
-    fade in/out, loud enough for any VAD mode."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sr))) / sr
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / sr
-    y = sum((0.3 / k) * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 12))
-    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
-    return (y * ramp).astype(np.float32)
-
-
-def noise(seconds: float, sr: int = SR, level: float = 1e-3, seed: int = 1) -> np.ndarray:
-    """Background noise (about -60 dBFS)."""
-    rng = np.random.default_rng(seed)
-    return (level * rng.standard_normal(int(round(seconds * sr)))).astype(np.float32)
 
 
 def bursts(spec: list[tuple[float, float]], sr: int = SR, tail: float = 1.0):

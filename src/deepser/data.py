@@ -185,12 +185,11 @@ class SpeakerNorm:
                     b = min(stop, a + chunk_rows)
                     windows = to_time_major(dset[a:b], layout)
                     mask = np.arange(windows.shape[1])[None, :] < h5["n_valid"][a:b][:, None]
-                    for i in range(b - a):
-                        frames = windows[i][mask[i]].reshape(-1, dims).astype(np.float64)
-                        k = self.code[a + i]
-                        s1[k] += frames.sum(0)
-                        s2[k] += (frames**2).sum(0)
-                        count[k] += frames.shape[0]
+                    valid = np.where(mask[:, :, None, None, None], windows, 0).astype(np.float64)
+                    codes = self.code[a:b]
+                    np.add.at(s1, codes, valid.sum((1, 2, 3)))
+                    np.add.at(s2, codes, (valid**2).sum((1, 2, 3)))
+                    np.add.at(count, codes, mask.sum(1) * windows.shape[3])
         if (count == 0).any():
             raise ValueError(f"speaker(s) without frames: {list(self.speakers[count == 0])}")
         self.mean = (s1 / count[:, None]).astype(np.float32)
