@@ -10,6 +10,7 @@ rule extract_features:
             "extraction.py",
             "augment.py",
             "features.py",
+            "functionals.py",
             "gain.py",
             "audio.py",
             "h5db.py",

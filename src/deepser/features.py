@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw")
+FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw", "functionals")
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
 
 # Defaults per feature type; the original toolkit's settings are those of `mel` and `logspec`
@@ -26,6 +26,18 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "logspec": {"win": 512, "hop": 128, "top_db": None},
     "pca_logspec": {"win": 512, "hop": 128, "top_db": None, "n_components": 60},
     "raw": {},
+    "functionals": {
+        "win": "25ms",
+        "hop": "10ms",
+        "n_mels": 40,
+        "fmin": 0.0,
+        "fmax": None,
+        "n_mfcc": 20,
+        "deltas": 2,
+        "f0_min": 60.0,
+        "f0_max": 600.0,
+        "activity_db": 40.0,
+    },
 }
 _LENGTH = re.compile(r"^(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s)?$")
 
@@ -73,7 +85,7 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             center=bool(merged.get("center", True)),
             pad_mode=str(merged.get("pad_mode", "constant")),
         )
-    if ftype in ("logmel", "mel"):
+    if ftype in ("logmel", "mel", "functionals"):
         fmax = merged.get("fmax")
         fmax = float(sr / 2 if fmax is None else fmax)
         if fmax > sr / 2:
@@ -84,6 +96,16 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         spec["top_db"] = None if top_db is None else float(top_db)
     if ftype == "pca_logspec":
         spec["n_components"] = int(merged["n_components"])
+    if ftype == "functionals":
+        if not 0 < float(merged["f0_min"]) < float(merged["f0_max"]) < sr / 2:
+            raise ValueError("need 0 < f0_min < f0_max < sample_rate / 2 for functionals")
+        spec.update(
+            n_mfcc=int(merged["n_mfcc"]),
+            deltas=int(merged["deltas"]),
+            f0_min=float(merged["f0_min"]),
+            f0_max=float(merged["f0_max"]),
+            activity_db=float(merged["activity_db"]),
+        )
     return spec
 
 
@@ -156,6 +178,12 @@ def _pca_logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return PCA(n_components=n, whiten=True).fit_transform(logspec).astype(np.float32)
 
 
+def _functionals(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    from deepser.functionals import functionals
+
+    return functionals(y, power_spectrogram(y, spec), spec)
+
+
 def _raw(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)[:, None]
 
@@ -166,6 +194,7 @@ EXTRACTORS: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {
     "logspec": _logspec,
     "pca_logspec": _pca_logspec,
     "raw": _raw,
+    "functionals": _functionals,
 }
 
 

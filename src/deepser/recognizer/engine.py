@@ -113,7 +113,10 @@ class Engine:
 
     @property
     def max_duration_s(self) -> float:
-        """Audio the model sees per segment (the rest is cut, as in training)."""
+        """Audio the model sees per segment (the rest is cut, as in training); functionals
+        summarise the whole segment."""
+        if self.spec["type"] == "functionals":
+            return float("inf")
         if self.spec["type"] == "raw":
             return self.window["max_steps"] / self.sample_rate
         return self.window["max_steps"] * self.spec["hop_length"] / self.sample_rate
