@@ -168,3 +168,28 @@ def test_workflow_trains_on_functionals_and_the_recogniser_uses_them(
     for r in rows:
         probs = [v for k, v in r.items() if k.startswith("emotion_p_")]
         assert len(probs) == 4 and sum(probs) == pytest.approx(1.0, abs=1e-5)
+
+    # --enrol: three recordings of the speaker start the running statistics; the fourth file
+    # is then standardised with the statistics of all four vectors (computed here directly)
+    import keras
+
+    from deepser.audio import load_audio
+
+    code = main(["--model", bundle, "--whole-file", "--format", "jsonl", "-q",
+                 "--enrol", *files[:3], "--wav", files[3]])  # fmt: skip
+    assert code == 0
+    row = json.loads(capsys.readouterr().out)
+    vectors = np.concatenate([extract(load_audio(f, SR), spec(n_mels=24)) for f in files])
+    mean, var = vectors.astype(np.float64).mean(0), vectors.astype(np.float64).var(0)
+    z = ((vectors[3] - mean) / np.sqrt(np.maximum(var, 1e-12))).astype(np.float32)
+    model = keras.saving.load_model(Path(bundle) / "model.keras")
+    want = model.predict_on_batch(
+        {"features": z[None, None, None, None], "n_valid": np.array([1], np.int32)}
+    )
+    want = np.asarray(want["emotion"] if isinstance(want, dict) else want)[0]
+    classes = sorted(k for k in row if k.startswith("emotion_p_"))
+    info = json.loads((Path(bundle) / "bundle.json").read_text())
+    got = [row[f"emotion_p_{c}"] for c in info["tasks"][0]["classes"]]
+    assert len(got) == len(classes)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    assert np.ptp(got) > 1e-3  # not the uniform output of an unenrolled first segment

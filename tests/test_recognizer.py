@@ -540,6 +540,14 @@ def test_error_unreadable_and_missing_audio(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.slow
+def test_enrol_needs_a_speaker_normalised_model(bundle: Path, stream_wav, capsys) -> None:
+    path, _ = stream_wav
+    code, out, err = run_cli(capsys, "--model", bundle, "--enrol", path, "--wav", path)
+    assert code == 1 and out == ""
+    assert "--enrol needs a model trained with speaker-level normalisation" in err
+
+
+@pytest.mark.slow
 def test_error_model_contradicts_bundle(bundle: Path, stream_wav, tmp_path: Path) -> None:
     """A subprocess, so nothing but the error line may reach stderr (no TF notices either)."""
     import shutil

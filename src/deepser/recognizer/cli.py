@@ -163,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--practice", type=int, default=3, help="practice segments for --gain auto [3]"
     )
 
+    speaker = p.add_argument_group("speaker-normalised models")
+    speaker.add_argument(
+        "--enrol",
+        nargs="+",
+        metavar="WAV",
+        help="recordings of the user (one utterance each, as a training corpus's files): their "
+        "features start the running speaker statistics, so the first segments are normalised "
+        "with evidence (without it, each segment adds to them as it is recognised)",
+    )
+
     live = p.add_argument_group("live")
     live.add_argument(
         "--max-seconds",
@@ -344,6 +354,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for warning in warnings:
             _status(args, f"warning: {warning}")
         engine = Engine.from_bundle(args.model, gain)
+        if args.enrol:
+            from deepser.audio import load_audio
+
+            for path in args.enrol:
+                engine.enrol(load_audio(path, sample_rate))
+            _status(args, f"speaker statistics from {len(args.enrol)} enrolment file(s)")
         recognizer = Recognizer(engine, settings)
         if engine.max_duration_s < settings.max_segment_s:
             _status(

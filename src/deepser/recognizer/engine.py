@@ -137,6 +137,16 @@ class Engine:
         row = windows[:, None] if self.window["layout"] == "2d" else windows[None]
         return row, n_valid
 
+    def enrol(self, y: np.ndarray) -> None:
+        """Add a recording of the current speaker (at the feature rate, one utterance) to the
+        running speaker statistics before recognition starts."""
+        if self.speaker_norm is None:
+            raise RecognizerError(
+                "--enrol needs a model trained with speaker-level normalisation "
+                "(normalisation: speaker); this one uses global training statistics"
+            )
+        self.speaker_norm.update(extract(self.gain(np.asarray(y, np.float32)), self.spec))
+
     def predict(self, rows: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs for a batch of rows (compiled ``predict_on_batch``)."""
         out = self.model.predict_on_batch(
