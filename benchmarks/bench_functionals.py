@@ -1,0 +1,89 @@
+"""Cost of the ``functionals`` feature type on ONE core, against log-mel measured in the same run.
+
+For each file (EmoDB from ../shared when present, else a generated demo corpus):
+load + resample once, then time ``extract`` for the default log-mel and for the default
+functionals, and the pYIN F0 tracking inside functionals on its own. Prints seconds of audio per
+wall-clock second ("x real time") for each, the cost ratio functionals / log-mel and pYIN's
+share, plus the per-segment time of a 2 s utterance (what the recogniser adds per segment).
+
+    .venv/bin/python benchmarks/bench_functionals.py [--files 80] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # one core, before numpy is imported
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from deepser.audio import load_audio  # noqa: E402
+from deepser.features import extract, power_spectrogram, resolve_spec  # noqa: E402
+from deepser.functionals import descriptors, log_f0  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EMODB = REPO.parent / "shared/corpora/emodb/meta.tsv"
+SR = 16000
+
+
+def corpus_files(n: int) -> tuple[str, list[Path]]:
+    if EMODB.is_file():
+        meta = pd.read_csv(EMODB, sep="\t", dtype=str)
+        return "EmoDB", [EMODB.parent / p for p in meta["path"].head(n)]
+    import tempfile
+
+    from deepser.demo_corpus import synthesize_corpus
+
+    demo = Path(tempfile.mkdtemp(prefix="bench-functionals-"))
+    meta = pd.read_csv(synthesize_corpus(demo, n_speakers=2), sep="\t", dtype=str)
+    return "demo corpus", [demo / p for p in meta["path"].head(n)]
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=80)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    name, files = corpus_files(args.files)
+    audio = [load_audio(f, SR) for f in files]
+    seconds = sum(len(y) for y in audio) / SR
+    logmel = resolve_spec({"type": "logmel", "sample_rate": SR})
+    func = resolve_spec({"type": "functionals", "sample_rate": SR})
+
+    def pitch() -> None:
+        for y in audio:
+            log_f0(y, descriptors(y, power_spectrogram(y, func), func)[0].shape[1], func)
+
+    t_logmel = best_of(lambda: [extract(y, logmel) for y in audio], args.repeats)
+    t_func = best_of(lambda: [extract(y, func) for y in audio], args.repeats)
+    t_pitch = best_of(pitch, args.repeats)  # descriptors are needed for the frame count
+    t_desc = best_of(
+        lambda: [descriptors(y, power_spectrogram(y, func), func) for y in audio], args.repeats
+    )
+    two_s = np.resize(audio[0], 2 * SR)
+    t_segment = best_of(lambda: extract(two_s, func), max(args.repeats, 5))
+    print(f"{name}: {len(files)} files, {seconds:.1f} s of audio, 1 core, best of {args.repeats}")
+    print(f"  log-mel (default)        {seconds / t_logmel:9.0f}x real time")
+    print(f"  functionals (default)    {seconds / t_func:9.1f}x real time")
+    print(f"  cost ratio functionals / log-mel: {t_func / t_logmel:.0f}x")
+    print(f"  pYIN share of functionals: {(t_pitch - t_desc) / t_func:.0%}")
+    print(f"  one 2 s segment: {t_segment * 1000:.0f} ms of functionals")
+
+
+if __name__ == "__main__":
+    main()
