@@ -16,7 +16,7 @@ from scipy import stats
 from deepser.features import extract, resolve_spec
 from deepser.functionals import STATISTICS, feature_names, statistics
 
-from .conftest import noise, run_workflow, voiced
+from .conftest import noise, run_workflow, voiced, write_wav
 
 SR = 16000
 
@@ -88,6 +88,32 @@ def test_descriptors_match_librosa_and_f0_is_the_signals() -> None:
     assert values["voiced_ratio"] > 0.8 and values["active_ratio"] > 0.9
 
 
+def test_descriptor_frames_line_up_with_the_stft() -> None:
+    """Silence then a 3 kHz tone: energy and zero-crossing rate rise in the same frame."""
+    from deepser.features import power_spectrogram
+    from deepser.functionals import descriptor_names, descriptors
+
+    t = np.arange(SR) / SR
+    y = np.where(t >= 0.5, 0.5 * np.sin(2 * np.pi * 3000 * t), 0.0).astype(np.float32)
+    s = spec()
+    lld, energy_db = descriptors(y, power_spectrogram(y, s), s)
+    zcr = lld[descriptor_names(s).index("zcr")]
+    assert lld.shape[1] == len(energy_db) == 1 + len(y) // 160
+    onset = int(np.argmax(energy_db > -60))
+    assert int(np.argmax(zcr > 0)) == onset == 49  # the frame centred 10 ms before 0.5 s
+    ref = librosa.feature.zero_crossing_rate(y, frame_length=400, hop_length=160)[0]
+    np.testing.assert_allclose(zcr, ref)
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050])
+def test_other_sample_rates_give_the_named_vector(sr: int) -> None:
+    s = resolve_spec({"type": "functionals", "sample_rate": sr})
+    vector = extract(voiced(0.8, sr=sr), s)
+    assert vector.shape == (1, len(feature_names(s))) and np.isfinite(vector).all()
+    # librosa's octave contrast bands from 200 Hz must stay below the Nyquist frequency
+    assert sum(n.startswith("contrast") for n in feature_names(s)) // 36 == (7 if sr > 12800 else 6)
+
+
 def test_silence_around_speech_is_left_out() -> None:
     s = spec()
     speech = voiced(1.0, f0=150.0)
@@ -101,6 +127,12 @@ def test_silence_around_speech_is_left_out() -> None:
 def test_functionals_spec_is_checked() -> None:
     with pytest.raises(ValueError, match="f0_min < f0_max"):
         spec(f0_min=300, f0_max=200)
+    with pytest.raises(ValueError, match="n_mfcc must be between 1 and n_mels"):
+        spec(n_mfcc=60)
+    with pytest.raises(ValueError, match="deltas must be"):
+        spec(deltas=3)
+    with pytest.raises(ValueError, match="activity_db must be positive"):
+        spec(activity_db=0)
     s = spec(deltas=0, n_mfcc=13, n_mels=24)
     assert extract(voiced(0.5), s).shape == (1, len(feature_names(s)))
     assert len(feature_names(s)) == (24 + 13 + 5 + 7 + 1 + 2) * len(STATISTICS) + 2
@@ -154,7 +186,8 @@ def test_workflow_trains_on_functionals_and_the_recogniser_uses_them(
         assert feat.shape[1:] == (1, 1, 1, len(feature_names(spec(n_mels=24))))
         assert (h5["n_valid"][()] == 1).all() and np.isfinite(feat).all()
     metrics = json.loads((tmp_path / "results/experiments/exp/metrics.json").read_text())
-    assert metrics["tasks"]["emotion"]["ua"]["mean"] >= 0.0
+    ua = metrics["tasks"]["emotion"]["ua"]["per_fold"]
+    assert len(ua) == 3 and all(0.0 <= u <= 1.0 for u in ua)
 
     from deepser.recognizer.cli import main
 
@@ -193,3 +226,11 @@ def test_workflow_trains_on_functionals_and_the_recogniser_uses_them(
     assert len(got) == len(classes)
     np.testing.assert_allclose(got, want, atol=2e-6)
     assert np.ptp(got) > 1e-3  # not the uniform output of an unenrolled first segment
+
+    # a recording too short for one frame is a one-line error naming it; --gain auto is refused
+    short = write_wav(tmp_path / "short.wav", np.zeros(100, np.float32))
+    assert main(["--model", bundle, "--enrol", str(short), "--wav", files[0]]) == 1
+    assert f"{short}: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", bundle, "--gain", "auto", "--enrol", files[0], "--wav", files[0]])
+    assert "not --gain auto" in capsys.readouterr().err

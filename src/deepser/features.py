@@ -99,6 +99,12 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     if ftype == "functionals":
         if not 0 < float(merged["f0_min"]) < float(merged["f0_max"]) < sr / 2:
             raise ValueError("need 0 < f0_min < f0_max < sample_rate / 2 for functionals")
+        if not 1 <= int(merged["n_mfcc"]) <= spec["n_mels"]:
+            raise ValueError(f"n_mfcc must be between 1 and n_mels ({spec['n_mels']})")
+        if int(merged["deltas"]) not in (0, 1, 2):
+            raise ValueError("deltas must be 0, 1 or 2")
+        if not float(merged["activity_db"]) > 0:
+            raise ValueError("activity_db must be positive (frames within it of the loudest)")
         spec.update(
             n_mfcc=int(merged["n_mfcc"]),
             deltas=int(merged["deltas"]),

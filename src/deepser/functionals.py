@@ -32,7 +32,7 @@ STATISTICS = (
     "kurtosis",
     "slope",
 )
-N_CONTRAST = 7  # librosa's spectral contrast: 6 bands + the residual
+CONTRAST_FMIN = 200.0  # librosa's spectral contrast: octave bands from 200 Hz
 SCALAR_LLDS = ("log_energy", "centroid_khz", "bandwidth_khz", "rolloff_khz", "log_flatness")
 
 
@@ -56,6 +56,14 @@ def statistics(x: np.ndarray) -> np.ndarray:
     return np.concatenate(stats)
 
 
+def contrast_bands(sample_rate: int) -> int:
+    """Octave bands of spectral contrast below the Nyquist frequency: 6 from 12.8 kHz up."""
+    bands = 1
+    while bands < 6 and CONTRAST_FMIN * 2.0**bands < sample_rate / 2:
+        bands += 1
+    return bands
+
+
 def pitch_frame_length(sample_rate: int) -> int:
     """pYIN frame: the power of two nearest above 64 ms (1024 samples at 16 kHz)."""
     return 1 << int(np.ceil(np.log2(0.064 * sample_rate)))
@@ -67,7 +75,7 @@ def descriptor_names(spec: Mapping[str, Any]) -> list[str]:
         [f"logmel{k}" for k in range(spec["n_mels"])]
         + [f"mfcc{k}" for k in range(spec["n_mfcc"])]
         + list(SCALAR_LLDS)
-        + [f"contrast{k}" for k in range(N_CONTRAST)]
+        + [f"contrast{k}" for k in range(contrast_bands(spec["sample_rate"]) + 1)]
         + ["zcr"]
     )
 
@@ -91,16 +99,16 @@ def descriptors(
     from deepser.features import mel_filterbank
 
     sr = spec["sample_rate"]
+    bands = contrast_bands(sr)
     fb = mel_filterbank(sr, spec["n_fft"], spec["n_mels"], spec["fmin"], spec["fmax"])
     log_mel = 10.0 * np.log10(np.maximum(power @ fb, 1e-10)).T  # (mels, frames)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=spec["n_mfcc"])
     mag = np.sqrt(power.T)
     energy_db = 10.0 * np.log10(np.maximum(power.mean(1), 1e-10))
     n = power.shape[0]
+    # centred frames of win_length: frame t is centred on sample t * hop, as the STFT's
     zcr = librosa.feature.zero_crossing_rate(
-        np.pad(y, spec["n_fft"] // 2),
-        frame_length=spec["win_length"],
-        hop_length=spec["hop_length"],
+        y, frame_length=spec["win_length"], hop_length=spec["hop_length"], center=True
     )[:, :n]
     zcr = np.pad(zcr, ((0, 0), (0, n - zcr.shape[1])), mode="edge")
     rows = [
@@ -111,7 +119,9 @@ def descriptors(
         librosa.feature.spectral_bandwidth(S=mag, sr=sr, n_fft=spec["n_fft"]) / 1000.0,
         librosa.feature.spectral_rolloff(S=mag, sr=sr, n_fft=spec["n_fft"]) / 1000.0,
         np.log(librosa.feature.spectral_flatness(S=mag) + 1e-10),
-        librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=spec["n_fft"]),
+        librosa.feature.spectral_contrast(
+            S=mag, sr=sr, n_fft=spec["n_fft"], fmin=CONTRAST_FMIN, n_bands=bands
+        ),
         zcr,
     ]
     return np.vstack(rows), energy_db

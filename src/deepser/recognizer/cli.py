@@ -322,6 +322,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--out-dir, --whole-file and --realtime are for file inputs, not --mic")
     if args.practice < 1:
         parser.error("--practice must be at least 1")
+    if args.enrol and args.gain == "auto":
+        parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
 
     from deepser.bundle import read_bundle_info
     from deepser.recognizer.engine import Engine
@@ -356,9 +358,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         engine = Engine.from_bundle(args.model, gain)
         if args.enrol:
             from deepser.audio import load_audio
+            from deepser.features import FeatureError
+            from deepser.recognizer.errors import RecognizerError
 
             for path in args.enrol:
-                engine.enrol(load_audio(path, sample_rate))
+                try:
+                    engine.enrol(load_audio(path, sample_rate))
+                except FeatureError as exc:
+                    raise RecognizerError(f"{path}: {exc}") from None
             _status(args, f"speaker statistics from {len(args.enrol)} enrolment file(s)")
         recognizer = Recognizer(engine, settings)
         if engine.max_duration_s < settings.max_segment_s:
