@@ -158,7 +158,8 @@ def _mel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return power_spectrogram(y, spec) @ fb
 
 
-def _to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
+def to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
+    """Power in dB (floored at :data:`AMIN`; optionally ``top_db`` below the maximum)."""
     db = 10.0 * np.log10(np.maximum(power, AMIN))
     if top_db is not None:
         db = np.maximum(db, db.max() - top_db)
@@ -166,11 +167,11 @@ def _to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
 
 
 def _logmel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    return _to_db(_mel(y, spec))
+    return to_db(_mel(y, spec))
 
 
 def _logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    return _to_db(power_spectrogram(y, spec), spec.get("top_db"))
+    return to_db(power_spectrogram(y, spec), spec.get("top_db"))
 
 
 def _pca_logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:

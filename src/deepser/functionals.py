@@ -96,15 +96,15 @@ def descriptors(
     (frames, bins), the power spectrogram of ``y``."""
     import librosa
 
-    from deepser.features import mel_filterbank
+    from deepser.features import mel_filterbank, to_db
 
     sr = spec["sample_rate"]
     bands = contrast_bands(sr)
     fb = mel_filterbank(sr, spec["n_fft"], spec["n_mels"], spec["fmin"], spec["fmax"])
-    log_mel = 10.0 * np.log10(np.maximum(power @ fb, 1e-10)).T  # (mels, frames)
+    log_mel = to_db(power @ fb).T  # (mels, frames)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=spec["n_mfcc"])
     mag = np.sqrt(power.T)
-    energy_db = 10.0 * np.log10(np.maximum(power.mean(1), 1e-10))
+    energy_db = to_db(power.mean(1))
     n = power.shape[0]
     # centred frames of win_length: frame t is centred on sample t * hop, as the STFT's
     zcr = librosa.feature.zero_crossing_rate(

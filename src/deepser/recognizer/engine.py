@@ -127,8 +127,7 @@ class Engine:
         """Waveform (at the feature rate) -> (one model input row, number of valid windows).
         A speaker-normalised model gets the frames standardised with the running statistics of
         the session's speech so far, this segment included (``adapt``: update them)."""
-        normalise = gain or self.gain
-        feat = extract(normalise(np.asarray(y, np.float32)), self.spec)
+        feat = self._extract(y, gain)
         if self.speaker_norm is not None:
             if adapt:
                 self.speaker_norm.update(feat)
@@ -145,7 +144,11 @@ class Engine:
                 "--enrol needs a model trained with speaker-level normalisation "
                 "(normalisation: speaker); this one uses global training statistics"
             )
-        self.speaker_norm.update(extract(self.gain(np.asarray(y, np.float32)), self.spec))
+        self.speaker_norm.update(self._extract(y))
+
+    def _extract(self, y: np.ndarray, gain: GainControl | None = None) -> np.ndarray:
+        """Gain-normalised features of waveform ``y`` (the bundle's or the given gain)."""
+        return extract((gain or self.gain)(np.asarray(y, np.float32)), self.spec)
 
     def predict(self, rows: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs for a batch of rows (compiled ``predict_on_batch``)."""
