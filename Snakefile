@@ -15,12 +15,12 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    corpus="|".join(CORPORA),
-    featureset="|".join(FEATURE_SETS),
-    database="|".join(DATABASES),
+    corpus=alternatives(CORPORA),
+    featureset=alternatives(FEATURE_SETS),
+    database=alternatives(DATABASES),
     shard=r"\d+",
     rate=r"\d+",
-    experiment="|".join(EXPERIMENTS) or "no-experiment",
+    experiment=alternatives(EXPERIMENTS) or "no-experiment",
     fold=r"\d+",
 
 

@@ -1,9 +1,13 @@
 # Config validation and every helper function of the workflow (rules stay declarative).
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import deepser
-from deepser.config import (
+from deepser.corpus.meta import read_table
+from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
+from deepser.workflow.code import library_modules
+from deepser.workflow.config import (
     augment_config,
     check_config,
     feature_spec,
@@ -11,7 +15,6 @@ from deepser.config import (
     needs_corpus_gain,
     resolve_experiments,
 )
-from deepser.meta import read_table
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -30,10 +33,17 @@ LIBRARY = Path(deepser.__file__).parent
 SCRIPTS = Path(workflow.basedir) / "scripts"
 
 
-def code(script, *modules):
-    """Script and library modules run by a job, as inputs. Editing them re-runs its rule
-    (content checksums, so a mere touch does not)."""
-    return [str(SCRIPTS / script)] + [str(LIBRARY / m) for m in modules]
+def code(script):
+    """A rule's script and every library module it can run (found from its imports), as
+    inputs: editing any of them re-runs the rule (content checksums, so a mere touch does not).
+    """
+    path = SCRIPTS / script
+    return [str(path)] + [str(p) for p in library_modules(path, LIBRARY)]
+
+
+def alternatives(names):
+    """A wildcard constraint that matches exactly these names."""
+    return "|".join(map(re.escape, names))
 
 
 def mem_mb(base):
@@ -70,7 +80,7 @@ def gain_input(wildcards):
 
 
 def gain_shards(wildcards):
-    n = CORPORA[wildcards.corpus].get("n_shards", 4)
+    n = CORPORA[wildcards.corpus]["n_shards"]
     return expand(
         f"{RESULTS}/corpora/{wildcards.corpus}/gain/sr{wildcards.rate}/shard-{{shard}}.json",
         shard=range(n),
@@ -92,13 +102,13 @@ def db_inputs(wildcards):
         "shards": [
             f"{base}/{c}/features/{db['feature_set']}/shard-{k}.h5"
             for c in corpora
-            for k in range(CORPORA[c].get("n_shards", 4))
+            for k in range(CORPORA[c]["n_shards"])
         ],
     }
 
 
 def db_params(wildcards):
-    return [(c, CORPORA[c].get("n_shards", 4)) for c in db_corpora(wildcards)]
+    return [(c, CORPORA[c]["n_shards"]) for c in db_corpora(wildcards)]
 
 
 def all_databases():
@@ -125,18 +135,19 @@ def experiment_db_rejected(wildcards):
 
 
 def database_n_folds(name):
-    """Folds of a database: its n_folds, or one per distinct fold_by value (read from the
-    validated meta files, so after the prepare_meta checkpoint)."""
+    """Folds of a database, as the database build decides them (from the validated meta
+    files, so after the prepare_meta checkpoint); 0 without folds (fold_by: null)."""
     db = DATABASES[name]
-    if db.get("n_folds"):
-        return db["n_folds"]
-    fold_by = db.get("fold_by", "speaker")
-    groups = set()
+    fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
+    if not fold_by:
+        return 0
+    groups = []
     for corpus in db["corpora"]:
         meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
         table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
-        groups |= {(corpus, value) for value in table[fold_by]}
-    return len(groups)
+        values = list(table[fold_by])
+        groups += group_labels([corpus] * len(values), values, len(db["corpora"]) > 1)
+    return count_folds(groups, db.get("n_folds"))
 
 
 def fold_files(name):

@@ -5,7 +5,7 @@ if "demo_corpus" in config:
 
     rule synthesize_demo:
         input:
-            code=code("synthesize_demo.py", "demo_corpus.py"),
+            code=code("synthesize_demo.py"),
         output:
             meta=f"{config['demo_corpus']['dir']}/meta.tsv",
         log:
@@ -31,7 +31,7 @@ if "demo_corpus" in config:
 checkpoint prepare_meta:
     input:
         meta=lambda w: CORPORA[w.corpus]["meta"],
-        code=code("prepare_meta.py", "meta.py", "audio.py", "files.py"),
+        code=code("prepare_meta.py"),
     output:
         meta=f"{RESULTS}/corpora/{{corpus}}/meta.tsv",
         vocab=f"{RESULTS}/corpora/{{corpus}}/vocab.json",
@@ -55,7 +55,7 @@ checkpoint prepare_meta:
 rule gain_stats:
     input:
         audio=shard_audio,
-        code=code("gain_stats.py", "extraction.py", "gain.py", "audio.py"),
+        code=code("gain_stats.py"),
     output:
         f"{RESULTS}/corpora/{{corpus}}/gain/sr{{rate}}/shard-{{shard}}.json",
     log:
@@ -77,7 +77,7 @@ rule gain_stats:
 rule merge_gain:
     input:
         shards=gain_shards,
-        code=code("merge_gain.py", "gain.py"),
+        code=code("merge_gain.py"),
     output:
         f"{RESULTS}/corpora/{{corpus}}/gain/sr{{rate}}.json",
     log:

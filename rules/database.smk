@@ -4,16 +4,7 @@
 rule build_database:
     input:
         unpack(db_inputs),
-        code=code(
-            "build_database.py",
-            "database.py",
-            "augment.py",
-            "windows.py",
-            "folds.py",
-            "h5db.py",
-            "meta.py",
-            "files.py",
-        ),
+        code=code("build_database.py"),
     output:
         db=f"{RESULTS}/db/{{database}}.h5",
         rejected=f"{RESULTS}/db/{{database}}.rejected.tsv",

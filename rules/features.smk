@@ -5,17 +5,7 @@ rule extract_features:
     input:
         audio=shard_audio,
         gain=gain_input,
-        code=code(
-            "extract_features.py",
-            "extraction.py",
-            "augment.py",
-            "features.py",
-            "functionals.py",
-            "gain.py",
-            "audio.py",
-            "h5db.py",
-            "files.py",
-        ),
+        code=code("extract_features.py"),
     output:
         f"{RESULTS}/corpora/{{corpus}}/features/{{featureset}}/shard-{{shard}}.h5",
     log:

@@ -5,18 +5,7 @@ rule train_fold:
     input:
         unpack(init_model),
         db=experiment_db,
-        code=code(
-            "train_fold.py",
-            "training.py",
-            "data.py",
-            "augment.py",
-            "losses.py",
-            "models/__init__.py",
-            "models/blocks.py",
-            "models/zoo.py",
-            "models/custom_layers.py",
-            "metrics.py",
-        ),
+        code=code("train_fold.py"),
     output:
         model=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/model.keras",
         history=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/history.csv",
@@ -43,9 +32,7 @@ rule evaluate_fold:
         db=experiment_db,
         model=rules.train_fold.output.model,
         training=rules.train_fold.output.training,
-        code=code(
-            "evaluate_fold.py", "evaluation.py", "data.py", "augment.py", "metrics.py"
-        ),
+        code=code("evaluate_fold.py"),
     output:
         predictions=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/predictions.csv",
         metrics=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/metrics.json",
@@ -71,7 +58,7 @@ rule summarize:
         predictions=fold_files("predictions.csv"),
         histories=fold_files("history.csv"),
         trainings=fold_files("training.json"),
-        code=code("summarize.py", "experiment.py", "metrics.py", "report.py"),
+        code=code("summarize.py"),
     output:
         metrics=report(
             f"{RESULTS}/experiments/{{experiment}}/metrics.json",
@@ -111,19 +98,7 @@ rule train_final:
         db=experiment_db,
         trainings=fold_files("training.json"),
         metrics=rules.summarize.output.metrics,
-        code=code(
-            "train_final.py",
-            "experiment.py",
-            "training.py",
-            "bundle.py",
-            "data.py",
-            "augment.py",
-            "losses.py",
-            "models/__init__.py",
-            "models/blocks.py",
-            "models/zoo.py",
-            "models/custom_layers.py",
-        ),
+        code=code("train_final.py"),
     output:
         model=f"{RESULTS}/experiments/{{experiment}}/final/model.keras",
         bundle=f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
@@ -150,7 +125,7 @@ rule compare_experiments:
             f"{RESULTS}/experiments/{{experiment}}/metrics.json",
             experiment=EXPERIMENTS,
         ),
-        code=code("compare_experiments.py", "experiment.py", "report.py"),
+        code=code("compare_experiments.py"),
     output:
         html=report(
             f"{RESULTS}/experiments/comparison.html",

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from deepser.database import CorpusInput, build_database
-from deepser.workflow import rule_log
+from deepser.database.build import CorpusInput, build_database
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:

@@ -1,7 +1,7 @@
 """Snakemake entry point: compare the configured experiments side by side."""
 
-from deepser.experiment import compare
-from deepser.workflow import rule_log
+from deepser.evaluation.summary import compare
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm):

@@ -1,8 +1,8 @@
 """Snakemake entry point: predict a fold's test speakers, write predictions and metrics."""
 
-from deepser.evaluation import evaluate_fold
-from deepser.training import configure_backend
-from deepser.workflow import rule_log
+from deepser.evaluation.predictions import evaluate_fold
+from deepser.runtime import configure_backend
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:

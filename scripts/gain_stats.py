@@ -1,8 +1,8 @@
 """Snakemake entry point: waveform statistics of one shard (map step of the gain statistics)."""
 
-from deepser.extraction import gain_stats_for_shard
+from deepser.features.extraction import gain_stats_for_shard
 from deepser.files import write_json
-from deepser.workflow import rule_log
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:

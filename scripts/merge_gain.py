@@ -1,8 +1,8 @@
 """Snakemake entry point: merge per-shard gain statistics (reduce step)."""
 
+from deepser.corpus.gain import merge_stats
 from deepser.files import read_json, write_json
-from deepser.gain import merge_stats
-from deepser.workflow import rule_log
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from deepser.files import write_json
-from deepser.meta import CorpusSpec, read_meta, write_table
-from deepser.workflow import rule_log
+from deepser.corpus.meta import CorpusSpec, read_meta, write_table
+from deepser.files import write_json, write_tsv
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:
@@ -13,7 +13,7 @@ with rule_log(sm) as log:
     write_table(sm.output.meta, result.table)
     write_json(sm.output.vocab, result.vocab, sort_keys=False)  # keeps the column order
     columns = ["utt_id", "audio", "line", "stage", "reason"]
-    write_table(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))
+    write_tsv(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))
     log.info(
         "%d utterances, %d rejected; vocabularies: %s",
         len(result.table),

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from deepser.experiment import summarize
-from deepser.workflow import rule_log
+from deepser.evaluation.summary import summarize
+from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm):

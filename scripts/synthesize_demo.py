@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from deepser.demo_corpus import synthesize_corpus
-from deepser.workflow import rule_log
+from deepser.corpus.demo import synthesize_corpus
+from deepser.workflow.rulelog import rule_log
 
-with rule_log(snakemake) as log:  # noqa: F821 (snakemake is injected by the script directive)
+sm = snakemake  # noqa: F821 (injected by the script directive)
+with rule_log(sm) as log:
     meta = synthesize_corpus(
-        Path(snakemake.output.meta).parent,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        n_speakers=snakemake.params.n_speakers,  # noqa: F821
-        utterances_per_emotion=snakemake.params.utterances_per_emotion,  # noqa: F821
+        Path(sm.output.meta).parent,
+        seed=sm.params.seed,
+        n_speakers=sm.params.n_speakers,
+        utterances_per_emotion=sm.params.utterances_per_emotion,
     )
     log.info("demo corpus written: %s", meta)

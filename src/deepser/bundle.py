@@ -1,116 +1,219 @@
-"""The model bundle (contract 'model bundle' in design.md): ``model.keras`` + ``bundle.json``."""
+"""The model bundle: the one contract between training and every recogniser.
+
+A bundle is a folder holding ``model.keras`` (loadable with ``safe_mode=True``) and
+``bundle.json``: the format version, the feature spec (type, every parameter, sample rate), the
+gain normalisation (``gain``, the one the recogniser applies, and ``gains``, one per training
+corpus), the window spec (c_len, max_steps, layout, n_steps, dims), the tasks with ordered class
+names, how features are normalised (``normalisation``), the training data summary, the
+cross-validated metrics and the versions of deepser, Keras and its backend. The recogniser needs
+nothing else. :class:`Bundle` is that record; this module alone reads and writes it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepser import __version__
+from deepser.database.windows import row_shape
+from deepser.errors import BundleError
 from deepser.files import read_json, write_json
+from deepser.models import FEATURES, N_VALID
 
 BUNDLE_FORMAT = 1
+REQUIRED = ("feature_spec", "window_spec", "tasks")
+GLOBAL_NORMALISATION = {"method": "global", "live": "statistics inside the model"}
+SPEAKER_NORMALISATION = {
+    "method": "speaker",
+    "live": "running per-dimension mean and standard deviation of the current speaker's speech "
+    "frames, updated with every segment",
+}
 
 
-class BundleError(ValueError):
-    """A bundle that cannot be used (missing files, unknown format version)."""
+@dataclass(frozen=True)
+class Bundle:
+    """The content of ``bundle.json``."""
+
+    feature_spec: dict[str, Any]
+    window_spec: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    gain: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    gains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    normalisation: dict[str, Any] = field(default_factory=lambda: dict(GLOBAL_NORMALISATION))
+    experiment: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    legacy: dict[str, Any] | None = None
+    format_version: int = BUNDLE_FORMAT
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.feature_spec["sample_rate"])
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """Shape of one model input row (the database layout)."""
+        return row_shape(self.window_spec)
+
+    @property
+    def gain_warning(self) -> str | None:
+        """A note when the training corpora were normalised differently (the recogniser applies
+        the first corpus's gain)."""
+        if len({repr(sorted(g.items())) for g in self.gains.values()}) <= 1:
+            return None
+        first = next(iter(self.gains))
+        return (
+            f"the bundle has one gain normalisation per corpus ({', '.join(self.gains)}); using "
+            f"{first!r}'s (choose another with --gain MIN,MAX)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "format_version": self.format_version,
+            "experiment": self.experiment,
+            "feature_spec": self.feature_spec,
+            "gain": self.gain,
+            "gains": self.gains,
+            "window_spec": self.window_spec,
+            "inputs": {
+                FEATURES: "float32 " + str(list(self.row_shape)),
+                N_VALID: "int32 number of valid windows",
+            },
+            "tasks": self.tasks,
+            "normalisation": self.normalisation,
+            "training": self.training,
+            "data": self.data,
+            "metrics": self.metrics,
+            "versions": self.versions,
+        }
+        if self.legacy is not None:
+            out["legacy"] = self.legacy
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | Path = "bundle.json") -> Bundle:
+        """Check and read ``bundle.json``'s content. Bundles written before ``gains`` existed
+        kept the per-corpus gains in ``gain``; they are read into the same shape."""
+        version = data.get("format_version") if isinstance(data, Mapping) else None
+        if version != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{where}: bundle format {version!r} is not supported "
+                f"(this deepser reads format {BUNDLE_FORMAT})"
+            )
+        missing = [k for k in REQUIRED if k not in data]
+        if missing:
+            raise BundleError(f"{where}: missing {', '.join(missing)}")
+        gain = dict(data.get("gain") or {"method": "none"})
+        gains = dict(data.get("gains") or {})
+        if "method" not in gain:  # the older per-corpus form
+            gains = gain
+            gain = dict(next(iter(gains.values()), {"method": "none"}))
+        return cls(
+            feature_spec=dict(data["feature_spec"]),
+            window_spec=dict(data["window_spec"]),
+            tasks=[dict(t) for t in data["tasks"]],
+            gain=gain,
+            gains=gains,
+            normalisation=dict(data.get("normalisation") or GLOBAL_NORMALISATION),
+            experiment=str(data.get("experiment", "")),
+            training=dict(data.get("training", {})),
+            data=dict(data.get("data", {})),
+            metrics=dict(data.get("metrics", {})),
+            versions=dict(data.get("versions", {})),
+            legacy=data.get("legacy"),
+        )
 
 
-def bundle_json(
+def make_bundle(
     db_attrs: Mapping[str, Any],
-    tasks: list[dict],
+    tasks: Sequence[Mapping[str, Any]],
     experiment: str,
-    metrics: Mapping[str, Any],
-    training: Mapping[str, Any],
-    data_summary: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Everything the recogniser needs besides the network itself."""
-    import keras
-
-    gains = db_attrs["gain"]
-    return {
-        "format_version": BUNDLE_FORMAT,
-        "experiment": experiment,
-        "feature_spec": db_attrs["feature_spec"],
-        "gain": next(iter(gains.values())) if len(gains) == 1 else gains,
-        "window_spec": db_attrs["window_spec"],
-        "inputs": {
-            "features": "float32 " + str(_row_shape(db_attrs["window_spec"])),
-            "n_valid": "int32 number of valid windows",
-        },
-        "tasks": [{k: t[k] for k in ("name", "type", "classes") if k in t} for t in tasks],
-        "training": dict(training),
-        "data": dict(data_summary),
-        "metrics": dict(metrics),
-        "versions": {
-            "deepser": __version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "backend_version": _backend_version(),
-        },
-    }
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    normalisation: str = "global",
+    legacy: Mapping[str, Any] | None = None,
+) -> Bundle:
+    """A bundle for a model trained on a database with attributes ``db_attrs`` (feature spec,
+    per-corpus gains, window spec)."""
+    gains = {name: dict(g) for name, g in db_attrs["gain"].items()}
+    return Bundle(
+        feature_spec=dict(db_attrs["feature_spec"]),
+        window_spec=dict(db_attrs["window_spec"]),
+        tasks=[{k: t[k] for k in ("name", "type", "classes") if k in t} for t in tasks],
+        gain=dict(next(iter(gains.values()), {"method": "none"})),
+        gains=gains,
+        normalisation=dict(
+            SPEAKER_NORMALISATION if normalisation == "speaker" else GLOBAL_NORMALISATION
+        ),
+        experiment=experiment,
+        training=dict(training or {}),
+        data=dict(data or {}),
+        metrics=dict(metrics or {}),
+        versions=_versions(),
+        legacy=None if legacy is None else dict(legacy),
+    )
 
 
-def _row_shape(window: Mapping[str, Any]) -> list[int]:
-    t, c, d = window["n_steps"], window["c_len"], window["dims"]
-    return [t, 1, c, d] if window["layout"] == "2d" else [1, t, c, d]
-
-
-def _backend_version() -> str:
+def _versions() -> dict[str, str]:
     import keras
 
     backend = keras.backend.backend()
     try:
         module = __import__({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
-        return str(module.__version__)
+        backend_version = str(module.__version__)
     except (KeyError, ImportError):
-        return "unknown"
+        backend_version = "unknown"
+    return {
+        "deepser": __version__,
+        "keras": keras.__version__,
+        "backend": backend,
+        "backend_version": backend_version,
+    }
 
 
-def save_bundle(path: str | Path, model, info: Mapping[str, Any]) -> None:
-    """Write ``model.keras`` and ``bundle.json`` into the folder ``path``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    from deepser.training import save_model
-
-    save_model(model, path / "model.keras")
-    write_json(path / "bundle.json", info)
+def write_bundle_json(folder: str | Path, bundle: Bundle) -> None:
+    """Write ``bundle.json`` into ``folder`` (atomically)."""
+    write_json(Path(folder) / "bundle.json", bundle.to_json())
 
 
-def read_bundle_info(path: str | Path) -> dict[str, Any]:
+def save_bundle(folder: str | Path, model, bundle: Bundle) -> None:
+    """Write ``model.keras`` and ``bundle.json`` into ``folder``."""
+    from deepser.models.saving import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, folder / "model.keras")
+    write_bundle_json(folder, bundle)
+
+
+def read_bundle(path: str | Path) -> Bundle:
     """``bundle.json`` of a bundle folder, checked (files present, format version, required
     keys) without importing Keras, so a wrong bundle fails in a fraction of a second."""
     path = Path(path)
     if not (path / "bundle.json").is_file() or not (path / "model.keras").is_file():
         raise BundleError(f"{path}: not a model bundle (needs bundle.json and model.keras)")
     try:
-        info = read_json(path / "bundle.json")
-    except ValueError as exc:
+        data = read_json(path / "bundle.json")
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path / 'bundle.json'}: not valid JSON ({exc})") from None
-    version = info.get("format_version") if isinstance(info, dict) else None
-    if version != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{path}: bundle format {version!r} is not supported "
-            f"(this deepser reads format {BUNDLE_FORMAT})"
-        )
-    missing = [k for k in ("feature_spec", "window_spec", "tasks") if k not in info]
-    if missing:
-        raise BundleError(f"{path / 'bundle.json'}: missing {', '.join(missing)}")
-    return info
+    return Bundle.from_json(data, path / "bundle.json")
 
 
 def load_bundle(path: str | Path):
-    """Load a bundle -> (keras model, bundle dict); checks the format and the input shape."""
-    import keras
-
-    import deepser.legacy.layers  # noqa: F401  (registers Keras 2's hard_sigmoid)
-    import deepser.models  # noqa: F401  (registers the custom layers)
+    """Load a bundle -> (keras model, :class:`Bundle`); checks the format and the input shape."""
+    from deepser.models.saving import load_model
 
     path = Path(path)
-    info = read_bundle_info(path)
-    model = keras.models.load_model(path / "model.keras", safe_mode=True, compile=False)
-    expected = _row_shape(info["window_spec"])
+    bundle = read_bundle(path)
+    model = load_model(path / "model.keras")
+    expected = list(bundle.row_shape)
     actual = list(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None
     if actual != expected:
         raise BundleError(f"{path}: the model expects input {actual}, bundle.json says {expected}")
-    return model, info
+    return model, bundle

@@ -1,14 +1,19 @@
-"""Atomic file writing: nothing half-written is ever taken as complete."""
+"""Atomic file writing (nothing half-written is ever taken as complete), JSON and TSV files,
+and the canonical hash of a config entry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -60,3 +65,21 @@ def write_json(path: str | Path, data: Mapping[str, Any] | list, sort_keys: bool
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_tsv(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a table as tab-separated text with a header, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+
+
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    """Read a tab-separated table with every column as text (nothing converted)."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def config_hash(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a canonical JSON form of ``data``."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

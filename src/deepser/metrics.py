@@ -17,6 +17,7 @@ Definitions (the conventions of the SER literature and of scikit-learn):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -123,20 +124,9 @@ def _pearson(t: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((t - t.mean()) * (p - p.mean())) / (st * sp))
 
 
-def _label_key(value: Any) -> str:
-    """A label as the class-name string it stands for (CSV readers may turn "1" into 1 or 1.0)."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _encode(labels: Sequence[Any] | np.ndarray, classes: Sequence[str], what: str) -> np.ndarray:
     index = {str(c): i for i, c in enumerate(classes)}
-    keys = [_label_key(v) for v in labels]
+    keys = [str(v) for v in labels]
     unknown = sorted({k for k in keys if k not in index})
     if unknown:
         raise ValueError(
@@ -152,8 +142,9 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """UA, WA, macro-F1, confusion (list of lists, rows true, in ``classes`` order) and n.
 
-    ``y_true`` and ``y_pred`` hold class names (numbers read back from a CSV, such as 1 or 1.0
-    for class "1", are accepted); a name not in ``classes`` raises ValueError."""
+    ``y_true`` and ``y_pred`` hold class names (compared as text, so read label columns back
+    as text: :func:`deepser.evaluation.predictions.read_predictions`); a name not in
+    ``classes`` raises ValueError."""
     t = _encode(y_true, classes, "y_true")
     p = _encode(y_pred, classes, "y_pred")
     n = len(classes)
@@ -213,8 +204,9 @@ def _task_columns(predictions: pd.DataFrame, name: str) -> tuple[pd.Series, pd.S
 def fold_metrics(predictions: pd.DataFrame, tasks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Metrics of one fold's ``predictions.csv`` table.
 
-    Columns: ``utt_id, speaker, fold``, then per categorical task T ``T_true``, ``T_pred`` (class
-    names) and ``T_p_<class>`` probabilities, per continuous task ``T_true``, ``T_pred`` floats.
+    Columns: ``corpus, utt_id, speaker, fold``, then per categorical task T ``T_true``,
+    ``T_pred`` (class names) and ``T_p_<class>`` probabilities, per continuous task ``T_true``,
+    ``T_pred`` floats.
     ``tasks``: dicts ``{"name", "type": "categorical" | "continuous", "classes"}``.
 
     Rows whose ``T_true`` is missing (utterance not labelled for T) are skipped for that task.
@@ -255,28 +247,40 @@ def _spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _utterance_keys(df: pd.DataFrame, k: int) -> list[tuple[str, str]]:
+    """(corpus, utt_id) of each row: the identity of an utterance in a database (a table
+    without a corpus column is one corpus)."""
+    if "utt_id" not in df.columns:
+        raise ValueError(f"predictions of fold {k} have no utt_id column")
+    corpus = df["corpus"].astype(str) if "corpus" in df.columns else [""] * len(df)
+    return list(zip(corpus, df["utt_id"].astype(str), strict=True))
+
+
+def _name(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}" if key[0] else key[1]
+
+
 def _check_unique_utterances(fold_predictions: Sequence[pd.DataFrame]) -> None:
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     clashes: list[str] = []
     for k, df in enumerate(fold_predictions):
-        if "utt_id" not in df.columns:
-            raise ValueError(f"predictions of fold {k} have no utt_id column")
-        ids = df["utt_id"].astype(str)
-        within = ids[ids.duplicated()].unique().tolist()
+        keys = _utterance_keys(df, k)
+        within = sorted(_name(u) for u, n in Counter(keys).items() if n > 1)
         if within:
             raise ValueError(
-                f"predictions of fold {k} hold utt_id(s) more than once: {within[:5]} "
+                f"predictions of fold {k} hold utterance(s) more than once: {within[:5]} "
                 "(every test utterance must be predicted exactly once)"
             )
-        for u in ids:
+        for u in keys:
             if u in seen:
-                clashes.append(f"{u!r} (folds {seen[u]} and {k})")
+                clashes.append(f"{_name(u)!r} (folds {seen[u]} and {k})")
             else:
                 seen[u] = k
     if clashes:
         raise ValueError(
-            f"{len(clashes)} utt_id(s) are predicted in two folds, e.g. {', '.join(clashes[:5])}: "
-            "every test utterance must be predicted exactly once (are the folds speaker-disjoint?)"
+            f"{len(clashes)} utterance(s) are predicted in two folds, e.g. "
+            f"{', '.join(clashes[:5])}: every test utterance must be predicted exactly once "
+            "(are the folds speaker-disjoint?)"
         )
 
 
@@ -293,8 +297,8 @@ def summarize_experiment(
     ``mean``, ``std`` and ``per_fold`` (fold order of ``fold_metrics_list``); ``std`` is the
     sample standard deviation across folds (ddof=1), 0.0 when there is one fold. A fold without
     labelled rows for a task is left out of that task's ``per_fold``. ``pooled`` is computed on the
-    concatenation of all folds' predictions. Raises ValueError if an utt_id is predicted twice
-    (in two folds or within one) or the two lists differ in length."""
+    concatenation of all folds' predictions. Raises ValueError if an utterance (corpus, utt_id)
+    is predicted twice (in two folds or within one) or the two lists differ in length."""
     if len(fold_metrics_list) != len(fold_predictions):
         raise ValueError(
             f"{len(fold_metrics_list)} fold metrics but {len(fold_predictions)} prediction tables"

@@ -6,8 +6,11 @@
   recogniser (``deepser import-legacy``), with the original's feature presets.
 - :mod:`deepser.legacy.database`: convert an original-format H5 database (``feat``, ``label``,
   ``start_indice``, ``end_indice``) into deepser's database format (``deepser convert-db``).
-- :mod:`deepser.legacy.layers`: the registered Keras-2 ``hard_sigmoid``.
+- :mod:`deepser.legacy.presets`: the original's feature presets, task and gain specs.
+
+Keras 2's ``hard_sigmoid`` is registered in :mod:`deepser.models.custom_layers`, so imported
+bundles load wherever models load.
 
 Original meta files (``format: original``) and ``*.gain.txt`` files (``gain: {method: minmax,
-source: file}``) are read by :mod:`deepser.meta` and :mod:`deepser.gain` directly.
+source: file}``) are read by :mod:`deepser.corpus.meta` and :mod:`deepser.corpus.gain` directly.
 """

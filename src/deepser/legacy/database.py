@@ -30,16 +30,13 @@ from typing import Any
 import numpy as np
 
 from deepser import __version__
-from deepser.database import config_hash
-from deepser.h5db import DatabaseWriter
-from deepser.legacy.presets import SpecError, feature_dims, feature_spec, gain_spec, parse_tasks
-from deepser.windows import layout_shape
+from deepser.database.store import DatabaseWriter, contiguous_runs, to_time_major
+from deepser.database.windows import layout_shape
+from deepser.errors import LegacyDatabaseError, SpecError
+from deepser.files import config_hash
+from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
 
 BLOCK_ROWS = 256
-
-
-class LegacyDatabaseError(ValueError):
-    """An original database that cannot be converted as asked."""
 
 
 def _row_layout(shape: tuple[int, ...], layout: str | None, c_len: int | None, path: Path):
@@ -68,17 +65,10 @@ def _row_layout(shape: tuple[int, ...], layout: str | None, c_len: int | None, p
 
 def n_valid_windows(feat: np.ndarray, layout: str) -> np.ndarray:
     """Per row: windows up to the last one holding a non-zero value (at least 1)."""
-    windows = feat if layout == "2d" else np.swapaxes(feat, 1, 2)  # (n, T, 1, c, D)
+    windows = to_time_major(feat, layout)  # (n, T, 1, c, D)
     nonzero = np.any(windows.reshape(windows.shape[0], windows.shape[1], -1) != 0, axis=2)
     last = windows.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
     return np.where(nonzero.any(axis=1), last, 1).astype(np.int32)
-
-
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of consecutive row indices, in order: [(start, stop), ...]."""
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    bounds = zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [rows.size]]), strict=True)
-    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in bounds]
 
 
 def _folds(h5, n_rows: int, k_fold: int | None, path: Path) -> np.ndarray:
@@ -201,7 +191,7 @@ def convert_database(
             zero_rows = 0
             for block_start in range(0, keep.size, BLOCK_ROWS):
                 rows = keep[block_start : block_start + BLOCK_ROWS]
-                chunk = np.concatenate([feat[a:b] for a, b in _runs(rows)])
+                chunk = np.concatenate([feat[a:b] for a, b in contiguous_runs(rows)])
                 chunk = chunk.reshape(len(rows), *row_shape).astype(np.float32)
                 valid = n_valid_windows(chunk, lay)
                 zero_rows += int(np.sum(~np.any(chunk.reshape(len(rows), -1) != 0, axis=1)))

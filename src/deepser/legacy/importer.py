@@ -1,6 +1,6 @@
 """``deepser import-legacy``: a Keras-2 model of the original toolkit -> a deepser model bundle.
 
-The bundle (contract 'model bundle', :mod:`deepser.bundle`, format unchanged) holds the rebuilt
+The bundle (:mod:`deepser.bundle`, the same format as the workflow's) holds the rebuilt
 network as ``model.keras`` with the recogniser's inputs: ``features`` in the original layout
 (2d ``(T, 1, c_len, D)``, e.g. ``(10, 1, 10, 80)``, or 3d ``(1, T, c_len, D)``) and ``n_valid``,
 which the original models never had and which is ignored; one output per task, named after it.
@@ -16,8 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepser.legacy.keras2 import LegacyModel, LegacyModelError, build_model, read_legacy
+from deepser.bundle import Bundle, make_bundle, save_bundle
+from deepser.errors import LegacyModelError
+from deepser.legacy.keras2 import LegacyModel, build_model, read_legacy
 from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
+from deepser.models import FEATURES, INPUT_NAMES, N_VALID
 
 
 def window_spec(shape: Sequence[int | None], layout: str | None = None) -> dict[str, Any]:
@@ -64,17 +67,15 @@ def import_legacy(
     out: str | Path,
     gain: str | None = None,
     layout: str | None = None,
-) -> dict[str, Any]:
-    """Rebuild ``model_path`` in Keras 3 and write the bundle folder ``out``; returns
-    ``bundle.json``'s content.
+) -> Bundle:
+    """Rebuild ``model_path`` in Keras 3 and write the bundle folder ``out``; returns the
+    bundle's record.
 
     ``features``: a preset (``mspec``, ``raw``, with ``,key=value`` overrides) or a feature-set
     config; ``tasks``: task specs (:func:`deepser.legacy.presets.parse_tasks`) in the order of
     the model's outputs; ``gain``: ``MIN,MAX``, a ``*.gain.txt`` file, ``none`` or None (-1, 1).
     """
     import keras
-
-    from deepser.bundle import bundle_json, save_bundle
 
     model_path = Path(model_path)
     legacy: LegacyModel = read_legacy(model_path)
@@ -92,18 +93,20 @@ def import_legacy(
             f"({', '.join(legacy.output_layer_names)}); {len(task_list)} task(s) given"
         )
     names = [t["name"] for t in task_list]
-    clash = {"features", "n_valid"} & set(names)
+    clash = set(INPUT_NAMES) & set(names)
     if clash:
         raise LegacyModelError(f"task name(s) {sorted(clash)} are the model's input names")
-    n_valid = keras.Input((), dtype="int32", name="n_valid")
+    n_valid = keras.Input((), dtype="int32", name=N_VALID)
     model = build_model(
         legacy,
-        input_name="features",
+        input_name=FEATURES,
         output_names=names,
         extra_inputs=[n_valid],
         name=f"legacy_{model_path.stem}".replace(".", "_"),
     )
-    for task, output in zip(task_list, model.outputs, strict=True):
+    outputs = model.output if isinstance(model.output, dict) else {names[0]: model.output}
+    for task in task_list:  # by name: a dict of outputs does not keep the tasks' order
+        output = outputs[task["name"]]
         units = output.shape[-1]
         want = len(task["classes"]) if task["type"] == "categorical" else 1
         if len(output.shape) != 2 or units != want:
@@ -111,17 +114,7 @@ def import_legacy(
                 f"task {task['name']!r} has {want} class(es) but its output has shape "
                 f"{tuple(output.shape)[1:]}"
             )
-    gain_info = gain_spec(gain)
-    task_info = [{k: t[k] for k in ("name", "type", "classes") if k in t} for t in task_list]
-    info = bundle_json(
-        {"feature_spec": spec, "gain": {"legacy": gain_info}, "window_spec": window},
-        task_info,
-        experiment=f"import-legacy:{model_path.name}",
-        metrics={},
-        training={"source": "the original toolkit (Keras 2); see 'legacy'"},
-        data_summary={"note": "trained with the original toolkit; its data are not recorded"},
-    )
-    info["legacy"] = {
+    legacy_info = {
         "file": model_path.name,
         "sha256": _sha256(model_path),
         "keras_version": legacy.keras_version,
@@ -132,5 +125,13 @@ def import_legacy(
         "window, zero padding included",
         "training_config": legacy.training_config,
     }
-    save_bundle(out, model, info)
-    return info
+    bundle = make_bundle(
+        {"feature_spec": spec, "gain": {"legacy": gain_spec(gain)}, "window_spec": window},
+        task_list,
+        f"import-legacy:{model_path.name}",
+        training={"source": "the original toolkit (Keras 2); see 'legacy'"},
+        data={"note": "trained with the original toolkit; its data are not recorded"},
+        legacy=legacy_info,
+    )
+    save_bundle(out, model, bundle)
+    return bundle

@@ -7,8 +7,8 @@ outputs. :func:`read_legacy` parses the file's ``model_config`` attribute and it
 copies the weights, keeping these Keras-2 semantics:
 
 - ``hard_sigmoid`` is ``clip(0.2 x + 0.5, 0, 1)``
-  (:func:`deepser.legacy.layers.keras2_hard_sigmoid`, registered, so the model saves and loads
-  with ``safe_mode=True``);
+  (:func:`deepser.models.custom_layers.keras2_hard_sigmoid`, registered, so the model saves and
+  loads with ``safe_mode=True``);
 - ``'same'`` convolutions pad like TensorFlow: ``(k - 1) // 2`` before and the rest after (for
   stride 1); the padding is an explicit ``ZeroPadding`` layer before a ``'valid'`` convolution,
   so every backend computes the same thing;
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deepser.errors import LegacyModelError
 
 SUPPORTED = (
     "InputLayer",
@@ -103,10 +105,6 @@ _ORIGINAL_LAYOUT_OUT = (
     "SimpleRNN",
     "Bidirectional",
 ) + tuple(f"Global{p}Pooling{n}D" for p in ("Average", "Max") for n in (1, 2, 3))
-
-
-class LegacyModelError(ValueError):
-    """A file that is not a Keras-2 model, or a model this importer cannot rebuild."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +304,7 @@ class _Builder:
     def __init__(self, legacy: LegacyModel, reserved: Sequence[str], rename: dict[str, str]):
         import keras
 
-        import deepser.legacy.layers as compat
+        import deepser.models.custom_layers as compat
 
         self.keras = keras
         self.compat = compat

@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepser.features import resolve_spec
+from deepser.corpus.gain import resolve_gain
+from deepser.errors import SpecError
+from deepser.features.registry import resolve_spec
 
 ORIGINAL_SAMPLE_RATE = 22050
 FEATURE_PRESETS: dict[str, dict[str, Any]] = {
@@ -40,10 +42,6 @@ FEATURE_PRESETS: dict[str, dict[str, Any]] = {
 PRESET_ALIASES = {"mel": "mspec", "wav": "raw"}
 # the original gain bounds of the published models were never recorded: full scale by default
 DEFAULT_GAIN_BOUNDS = (-1.0, 1.0)
-
-
-class SpecError(ValueError):
-    """A command-line spec (features, tasks, gain) that cannot be read."""
 
 
 def _value(text: str) -> Any:
@@ -163,8 +161,6 @@ def gain_spec(text: str | None) -> dict[str, Any]:
     """The bundle's gain normalisation from ``--gain``: ``MIN,MAX`` (fixed bounds), the
     original's ``<meta>.gain.txt`` file, ``none``, or None (full scale, -1 and 1); all map to
     [0, 1] like the original's."""
-    from deepser.gain import resolve_gain
-
     if text is None:
         lo, hi = DEFAULT_GAIN_BOUNDS
         gain = resolve_gain({"method": "minmax", "source": "fixed", "min": lo, "max": hi}, None)

@@ -1,73 +1,22 @@
-"""Model registry: each architecture is a function (input spec, tasks, hyper-parameters) ->
-an uncompiled ``keras.Model`` with inputs ``features`` and ``n_valid`` and one output per task
-(named after the task). The architectures live in :mod:`deepser.models.zoo`, their shared
-blocks in :mod:`deepser.models.blocks`, custom layers in :mod:`deepser.models.custom_layers`."""
+"""Models: one registry of architectures (:mod:`~deepser.models.registry`, builders in
+:mod:`~deepser.models.zoo` from the blocks of :mod:`~deepser.models.blocks`), the custom layers
+(:mod:`~deepser.models.custom_layers`) and atomic saving / safe loading
+(:mod:`~deepser.models.saving`).
+
+Every model takes two named inputs, a batch of database rows and their numbers of valid
+windows, and has one output per task, named after the task. This module holds only those input
+names (no Keras import), so the data pipeline and the recogniser can use them cheaply.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import keras
 import numpy as np
 
-from deepser.models.blocks import model_inputs, task_heads
-
-Builder = Callable[..., keras.Model]
-ARCHITECTURES: dict[str, Builder] = {}
-
-__all__ = [
-    "ARCHITECTURES",
-    "build_model",
-    "hyperparameters",
-    "model_inputs",
-    "register",
-    "task_heads",
-]
+FEATURES = "features"  # float32 rows in the database layout, (batch, *row_shape)
+N_VALID = "n_valid"  # int32 number of valid (not padding) windows per row
+INPUT_NAMES = (FEATURES, N_VALID)
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Add an architecture builder to the registry."""
-
-    def wrap(fn: Builder) -> Builder:
-        ARCHITECTURES[name] = fn
-        return fn
-
-    return wrap
-
-
-def hyperparameters(architecture: str) -> dict[str, Any]:
-    """The hyper-parameters of a registered architecture with their defaults."""
-    params = inspect.signature(ARCHITECTURES[architecture]).parameters.values()
-    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def build_model(
-    architecture: str,
-    row_shape: Sequence[int],
-    layout: str,
-    tasks: Sequence[Mapping[str, Any]],
-    mean: np.ndarray,
-    variance: np.ndarray,
-    **hparams: Any,
-) -> keras.Model:
-    """Build a registered architecture; unknown names and hyper-parameters are clear errors."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}"
-        )
-    known = hyperparameters(architecture)
-    unknown = [k for k in hparams if k not in known]
-    if unknown:
-        raise ValueError(
-            f"architecture {architecture!r} has no hyper-parameter "
-            f"{', '.join(map(repr, unknown))}; its hyper-parameters: {', '.join(known)}"
-        )
-    try:
-        return ARCHITECTURES[architecture](row_shape, layout, tasks, mean, variance, **hparams)
-    except TypeError as exc:
-        raise ValueError(f"architecture {architecture!r}: {exc}") from None
-
-
-from deepser.models import zoo  # noqa: E402, F401  (registers the architectures)
+def as_inputs(feat: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
+    """A batch of rows as the models' named inputs."""
+    return {FEATURES: feat, N_VALID: n_valid}

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from deepser.models import FEATURES, N_VALID
 from deepser.models.custom_layers import (
     FirstStep,
     LastValidPooling,
@@ -39,8 +40,8 @@ def model_inputs(
 ) -> tuple[keras.KerasTensor, keras.KerasTensor, keras.KerasTensor, keras.KerasTensor]:
     """Inputs in the database's layout -> (features, n_valid, normalised (batch, T, c, D, 1)
     windows, mask (batch, T)). Normalisation statistics (training data only) live in the model."""
-    features = keras.Input(tuple(row_shape), name="features")
-    n_valid = keras.Input((), dtype="int32", name="n_valid")
+    features = keras.Input(tuple(row_shape), name=FEATURES)
+    n_valid = keras.Input((), dtype="int32", name=N_VALID)
     x = features
     if layout == "3d":  # (1, T, c, D) -> (T, 1, c, D)
         x = layers.Permute((2, 1, 3, 4), name="time_major")(x)

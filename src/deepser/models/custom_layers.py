@@ -209,3 +209,14 @@ class PerWindow(layers.Wrapper):
         kwargs = {"training": training} if self.layer._call_has_training_arg else {}
         y = self.layer.call(ops.reshape(inputs, (-1, *inputs.shape[2:])), **kwargs)
         return ops.reshape(y, (-1, steps, *y.shape[1:]))
+
+
+@keras.saving.register_keras_serializable(package="deepser_legacy", name="hard_sigmoid")
+def keras2_hard_sigmoid(x):
+    """Keras 2's ``hard_sigmoid``: ``clip(0.2 x + 0.5, 0, 1)``, for models imported from the
+    original toolkit (registered under its old name, so their bundles keep loading).
+
+    Keras 3's ``hard_sigmoid`` is ``relu6(x + 3) / 6`` (slope 1/6): using it for a Keras-2
+    LSTM's recurrent activation changes the original laughter model's outputs by up to 0.027.
+    """
+    return ops.clip(0.2 * x + 0.5, 0.0, 1.0)

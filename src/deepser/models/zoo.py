@@ -12,7 +12,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from deepser.models import register
 from deepser.models.blocks import (
     BLOCKS,
     choice,
@@ -29,6 +28,7 @@ from deepser.models.blocks import (
     window_vectors,
 )
 from deepser.models.custom_layers import MaskSteps, PerWindow
+from deepser.models.registry import register
 
 Tasks = Sequence[Mapping[str, Any]]
 IntOrList = int | Sequence[int]

@@ -6,7 +6,8 @@
 - :mod:`~deepser.recognizer.gain`: bundle / fixed / auto (running calibration) gain
 - :mod:`~deepser.recognizer.sources`: file and microphone (PyAudio) sources
 - :mod:`~deepser.recognizer.output`: CSV / JSON lines timelines
-- :mod:`~deepser.recognizer.cli`: the ``deepser-recognize`` command
+- :mod:`~deepser.recognizer.session`: a run over files or a microphone, writing timelines
+  (the ``deepser recognize`` command, :mod:`deepser.cli.recognize`, calls it)
 
 Example::
 
@@ -18,8 +19,8 @@ Example::
         print(pred.segment.start_s, pred.segment.end_s, pred.outputs)
 """
 
+from deepser.errors import RecognizerError
 from deepser.recognizer.engine import Engine, Prediction
-from deepser.recognizer.errors import RecognizerError
 from deepser.recognizer.pipeline import Recognizer
 from deepser.recognizer.vad import Segment, StreamingSegmenter, VadSettings
 

@@ -1,10 +1,12 @@
 """Segment -> features -> prediction, with the workflow's own functions.
 
-The feature path is exactly the workflow's (``scripts/extract_features.py`` and
-``scripts/build_database.py``): :func:`deepser.gain.apply_gain` -> :func:`deepser.features.extract`
--> :func:`deepser.windows.cut_windows` -> the database layout (2d: ``(T, 1, c_len, D)``,
-3d: ``(1, T, c_len, D)``). Predictions use ``model.predict_on_batch`` (a compiled function,
-traced once at start-up by :meth:`Engine.warm_up`), never an eager ``model(x)``.
+The feature path is exactly the workflow's (feature extraction and the database build):
+:func:`deepser.corpus.gain.apply_gain` -> :func:`deepser.features.registry.extract` ->
+:func:`deepser.database.windows.cut_windows` -> :func:`deepser.database.windows.as_row` (2d:
+``(T, 1, c_len, D)``, 3d: ``(1, T, c_len, D)``). Speaker statistics accumulate with
+:class:`deepser.stats.Moments`, as the database's do. Predictions use
+``model.predict_on_batch`` (a compiled function, traced once at start-up by
+:meth:`Engine.warm_up`), never an eager ``model(x)``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from deepser.bundle import BundleError
-from deepser.features import extract
-from deepser.recognizer.errors import RecognizerError, quiet_stderr
-from deepser.recognizer.gain import GainControl, bundle_gain
+from deepser.bundle import BUNDLE_FORMAT, Bundle, load_bundle
+from deepser.database.windows import as_row, cut_windows
+from deepser.errors import BundleError, RecognizerError
+from deepser.features.registry import extract
+from deepser.models import as_inputs
+from deepser.recognizer.gain import GainControl
 from deepser.recognizer.vad import Segment
-from deepser.windows import cut_windows
+from deepser.runtime import quiet_stderr
+from deepser.stats import Moments, standardise
 
 
 @dataclass
@@ -41,46 +46,44 @@ class Prediction:
 
 
 class RunningSpeakerNorm:
-    """Live speaker-level normalisation: per-dimension mean and variance of every speech frame
-    seen in this session (the current speaker), accumulated in float64. Before any speech, a
-    segment is standardised with its own statistics."""
+    """Live speaker-level normalisation: per-dimension mean and standard deviation of every
+    speech frame seen in this session (the current speaker). Before any speech, a segment is
+    standardised with its own statistics."""
 
     def __init__(self) -> None:
-        self.count, self.s1, self.s2 = 0, None, None
+        self.moments = Moments()
 
     def update(self, frames: np.ndarray) -> None:
-        frames = np.asarray(frames, np.float64).reshape(-1, frames.shape[-1])
-        s1, s2 = frames.sum(0), (frames**2).sum(0)
-        self.s1 = s1 if self.s1 is None else self.s1 + s1
-        self.s2 = s2 if self.s2 is None else self.s2 + s2
-        self.count += frames.shape[0]
+        self.moments.add(frames)
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
-        if self.count:
-            mean = self.s1 / self.count
-            var = self.s2 / self.count - mean**2
-        else:
-            mean, var = frames.mean(0), frames.var(0)
-        std = np.sqrt(np.maximum(var, 1e-12))
-        return ((frames - mean) / std).astype(np.float32)
+        moments = self.moments
+        if not moments.count:
+            moments = Moments()
+            moments.add(frames)
+        return standardise(frames, moments.mean, moments.std)
 
     def reset(self) -> None:
         """Forget the statistics (a new speaker)."""
-        self.__init__()
+        self.moments = Moments()
 
 
 class Engine:
     """A loaded bundle: turns segment audio into the model's input and predicts."""
 
-    def __init__(self, model, info: Mapping[str, Any], gain: GainControl | None = None) -> None:
+    def __init__(
+        self, model, bundle: Bundle | Mapping[str, Any], gain: GainControl | None = None
+    ) -> None:
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.from_json({"format_version": BUNDLE_FORMAT, **bundle})
         self.model = model
-        self.info = dict(info)
-        self.spec = dict(info["feature_spec"])
-        self.window = dict(info["window_spec"])
-        self.tasks = list(info["tasks"])
-        self.sample_rate = int(self.spec["sample_rate"])
-        self.gain = gain or GainControl(bundle_gain(info)[0])
-        method = (info.get("normalisation") or {}).get("method", "global")
+        self.bundle = bundle
+        self.spec = dict(bundle.feature_spec)
+        self.window = dict(bundle.window_spec)
+        self.tasks = list(bundle.tasks)
+        self.sample_rate = bundle.sample_rate
+        self.gain = gain or GainControl(bundle.gain)
+        method = bundle.normalisation.get("method", "global")
         self.speaker_norm = RunningSpeakerNorm() if method == "speaker" else None
         outputs = model.output_names if hasattr(model, "output_names") else []
         names = [t["name"] for t in self.tasks]
@@ -98,16 +101,14 @@ class Engine:
 
     @classmethod
     def _load(cls, path: str | Path, gain: GainControl | None) -> Engine:
-        from deepser.bundle import load_bundle
-
         try:
-            model, info = load_bundle(path)
+            model, bundle = load_bundle(path)
         except BundleError:
             raise
         except Exception as exc:  # a corrupt model.keras: Keras raises many different types
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{path}: cannot load model.keras ({msg})") from None
-        engine = cls(model, info, gain)
+        engine = cls(model, bundle, gain)
         engine.warm_up()
         return engine
 
@@ -133,8 +134,7 @@ class Engine:
                 self.speaker_norm.update(feat)
             feat = self.speaker_norm.apply(feat)
         windows, n_valid = cut_windows(feat, self.window["c_len"], self.window["max_steps"])
-        row = windows[:, None] if self.window["layout"] == "2d" else windows[None]
-        return row, n_valid
+        return as_row(windows, self.window["layout"]), n_valid
 
     def enrol(self, y: np.ndarray) -> None:
         """Add a recording of the current speaker (at the feature rate, one utterance) to the
@@ -153,7 +153,7 @@ class Engine:
     def predict(self, rows: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs for a batch of rows (compiled ``predict_on_batch``)."""
         out = self.model.predict_on_batch(
-            {"features": np.asarray(rows, np.float32), "n_valid": np.asarray(n_valid, np.int32)}
+            as_inputs(np.asarray(rows, np.float32), np.asarray(n_valid, np.int32))
         )
         if not isinstance(out, dict):
             out = {self.tasks[0]["name"]: out}

@@ -7,9 +7,10 @@
 - ``auto``: the original recogniser's running calibration. Start speaking a few *practice*
   utterances at various loudness: every accepted segment widens the running minimum and maximum
   sample values (they never shrink), and each segment is normalised with the extremes known
-  after it was seen. Normalisation therefore depends on what was heard before (seed Q-06).
+  after it was seen. Normalisation therefore depends on what was heard before, as in the
+  original recogniser.
 
-Every mode ends in :func:`deepser.gain.apply_gain`, the function the workflow uses.
+Every mode ends in :func:`deepser.corpus.gain.apply_gain`, the function the workflow uses.
 """
 
 from __future__ import annotations
@@ -19,31 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from deepser.gain import apply_gain
-from deepser.recognizer.errors import RecognizerError
+from deepser.bundle import Bundle
+from deepser.corpus.gain import apply_gain
+from deepser.errors import UsageError
 
 DEFAULT_RANGE = (0.0, 1.0)
-
-
-def bundle_gain(info: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The bundle's gain normalisation and a warning (or None).
-
-    A bundle trained on several corpora stores one normalisation per corpus; when they differ,
-    the first corpus's is used and the warning says so.
-    """
-    gain = info.get("gain") or {"method": "none"}
-    if "method" in gain:
-        return dict(gain), None
-    per_corpus = list(gain.items())
-    if not per_corpus:
-        return {"method": "none"}, None
-    first_name, first = per_corpus[0]
-    if all(g == first for _, g in per_corpus):
-        return dict(first), None
-    return dict(first), (
-        f"the bundle has one gain normalisation per corpus ({', '.join(gain)}); using "
-        f"{first_name!r}'s (choose another with --gain MIN,MAX)"
-    )
 
 
 def target_range(gain: Mapping[str, Any]) -> tuple[float, float]:
@@ -76,7 +57,7 @@ class FixedGain(GainControl):
 
     def __init__(self, lo: float, hi: float, out_range: tuple[float, float]) -> None:
         if not hi > lo:
-            raise RecognizerError(f"--gain MIN,MAX needs MAX > MIN, got {lo},{hi}")
+            raise UsageError(f"--gain MIN,MAX needs MAX > MIN, got {lo},{hi}")
         super().__init__({"method": "minmax", "min": lo, "max": hi, "range": list(out_range)})
 
 
@@ -124,9 +105,9 @@ class AutoGain(GainControl):
         return f"gain auto: {bounds} after {self.n_seen} segment(s); extremes keep widening"
 
 
-def make_gain(mode: str, info: Mapping[str, Any], practice: int = 3) -> tuple[GainControl, list]:
+def make_gain(mode: str, bundle: Bundle, practice: int = 3) -> tuple[GainControl, list]:
     """Build the gain control for ``--gain MODE``; returns it and a list of warnings."""
-    base, warning = bundle_gain(info)
+    base, warning = bundle.gain, bundle.gain_warning
     warnings = [warning] if warning else []
     mode = mode.strip()
     if mode == "bundle":
@@ -142,7 +123,7 @@ def make_gain(mode: str, info: Mapping[str, Any], practice: int = 3) -> tuple[Ga
     try:
         lo, hi = (float(p) for p in parts)
     except ValueError:
-        raise RecognizerError(
+        raise UsageError(
             f"--gain {mode!r}: use 'bundle', 'auto' or two numbers 'MIN,MAX' (e.g. -0.9,0.9)"
         ) from None
     return FixedGain(lo, hi, target_range(base)), warnings

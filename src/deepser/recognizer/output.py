@@ -1,4 +1,4 @@
-"""Timeline writers (contract 'recognizer output' in design.md).
+"""Timeline writers: the recogniser's output format.
 
 One row per recognised segment: ``start_s``, ``end_s``, ``speech_ratio``, then per task the
 predicted class name (column ``<task>``) and, with ``--output proba`` (the default), one

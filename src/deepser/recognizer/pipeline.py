@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from deepser.features import FeatureError
+from deepser.errors import FeatureError
 from deepser.recognizer.engine import Engine, Prediction
 from deepser.recognizer.vad import Segment, StreamingSegmenter, VadSettings
 

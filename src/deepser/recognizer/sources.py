@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepser.audio import check_audio, load_audio
-from deepser.recognizer.errors import RecognizerError, quiet_stderr
+from deepser.corpus.audio import check_audio, load_audio
+from deepser.errors import RecognizerError
+from deepser.runtime import quiet_stderr
 
 PYAUDIO_HINT = (
     "live input needs PyAudio: pip install 'deepser[live]' (build needs apt portaudio19-dev)"

@@ -1,0 +1,137 @@
+"""Experiment-level results: the cross-validated summary with its plots and report, and the
+comparison of several experiments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from deepser.database.store import read_database_attrs
+from deepser.evaluation import report
+from deepser.evaluation.predictions import read_predictions
+from deepser.files import read_json, read_tsv, write_json
+from deepser.metrics import summarize_experiment
+from deepser.training.record import read_training
+
+log = logging.getLogger(__name__)
+
+
+def summarize(
+    experiment: str,
+    config: Mapping[str, Any],
+    db_path: str | Path,
+    fold_dirs: Sequence[str | Path],
+    rejected: str | Path | None,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Pool the folds into ``metrics.json``, plots and the self-contained ``report.html``.
+
+    ``metrics.json``: ``{"experiment", "n_folds", "normalisation", "tasks": {TASK: {"classes",
+    "ua"|"wa"|"macro_f1": {"mean", "std", "per_fold"}, "pooled": {"ua", "wa", "macro_f1",
+    "confusion"}}}}``, fractions in [0, 1]; continuous tasks carry ``ccc`` instead."""
+    out_dir = Path(out_dir)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    fold_dirs = [Path(d) for d in fold_dirs]
+    trainings = [read_training(d / "training.json") for d in fold_dirs]
+    tasks = trainings[0].tasks
+    predictions = [read_predictions(d / "predictions.csv", tasks) for d in fold_dirs]
+    fold_metrics = [read_json(d / "metrics.json") for d in fold_dirs]
+    summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
+    summary["normalisation"] = trainings[0].normalisation
+    write_json(out_dir / "metrics.json", summary)
+
+    images: dict[str, Path] = {}
+    for task in tasks:
+        entry = summary["tasks"][task["name"]]
+        if task["type"] == "categorical":
+            path = plots / f"confusion-{task['name']}.png"
+            report.plot_confusion(
+                entry["pooled"]["confusion"],
+                task["classes"],
+                path,
+                title=f"{task['name']}: pooled over {len(fold_dirs)} folds",
+            )
+            images[f"Pooled confusion matrix, {task['name']} (rows: true class)"] = path
+    histories = [pd.read_csv(d / "history.csv") for d in fold_dirs]
+    images["Learning curves per fold"] = report.plot_learning_curves(
+        histories,
+        plots / "learning_curves.png",
+        labels=[f"fold {t.test_fold}" for t in trainings],
+        best_epochs=[t.best_epoch if t.n_rows["validation"] else None for t in trainings],
+    )
+    attrs = read_database_attrs(db_path)
+    counts = {}
+    with_labels = pd.concat(predictions, ignore_index=True)
+    for task in tasks:
+        if task["type"] == "categorical":
+            values = with_labels[f"{task['name']}_true"].value_counts()
+            counts[task["name"]] = {c: int(values.get(c, 0)) for c in task["classes"]}
+    if counts:
+        images["Class distribution (all test folds)"] = report.plot_class_distribution(
+            counts, plots / "class_distribution.png"
+        )
+
+    fold_table = []
+    for fm, tr in zip(fold_metrics, trainings, strict=True):
+        row = {
+            "fold": tr.test_fold,
+            "test speakers": " ".join(tr.speakers["test"]),
+            "validation speakers": " ".join(tr.speakers["validation"]),
+            "n test": fm["n"],
+            "best epoch": tr.best_epoch,
+            "train s": tr.train_seconds,
+        }
+        for name, m in fm["tasks"].items():
+            for key in ("ua", "wa", "macro_f1", "ccc"):
+                if key in m:
+                    row[f"{name} {key.upper()}"] = m[key]
+        fold_table.append(row)
+    rejected_table = None
+    if rejected is not None and Path(rejected).is_file():
+        rejected_table = read_tsv(rejected)
+    report.write_html_report(
+        out_dir / "report.html",
+        title=f"deepser experiment '{experiment}'",
+        summary=summary,
+        fold_table=fold_table,
+        images=images,
+        folds_speakers=[{"fold": tr.test_fold, **tr.speakers} for tr in trainings],
+        rejected=rejected_table,
+        config={
+            "experiment": dict(config),
+            "database": attrs.get("window_spec"),
+            "feature_spec": attrs.get("feature_spec"),
+            "gain": attrs.get("gain"),
+            "database_folds": attrs.get("folds"),
+        },
+    )
+    log.info("summary written to %s", out_dir)
+    return summary
+
+
+def compare(metrics: Mapping[str, str | Path], out_html: str | Path, out_png: str | Path) -> list:
+    """Side-by-side table and plot of several experiments' cross-validated metrics."""
+    rows = []
+    for name, path in metrics.items():
+        summary = read_json(path)
+        for task, entry in summary["tasks"].items():
+            key = "ua" if "ua" in entry else "ccc"
+            rows.append(
+                {
+                    "experiment": name,
+                    "task": task,
+                    "metric": key.upper(),
+                    "mean": entry[key]["mean"],
+                    "std": entry[key]["std"],
+                    "pooled": entry["pooled"][key],
+                    "n_folds": summary["n_folds"],
+                }
+            )
+    report.plot_experiment_comparison(rows, out_png)
+    report.write_comparison_report(out_html, rows, out_png)
+    return rows

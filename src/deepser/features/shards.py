@@ -1,0 +1,97 @@
+"""Feature shards: the features of one shard of a corpus, one HDF5 file per (corpus, feature
+set, shard).
+
+A shard holds ``feat`` (all frames of all utterances, concatenated, (F, D) float32),
+``offsets`` ((n + 1,) int64; utterance i is ``feat[offsets[i]:offsets[i + 1]]``) and ``utt_id``,
+plus JSON attributes (feature spec, gain, rejected audio). It is written under a temporary name
+and renamed when complete, so a killed writer never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from deepser.files import atomic_path
+from deepser.hdf5 import STR, read_attrs, write_attrs
+
+
+def write_feature_shard(
+    path: str | Path,
+    items: Iterable[tuple[str, np.ndarray]],
+    attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+) -> int:
+    """Stream ``(utt_id, (frames, D) array)`` items into a shard file; return the count written.
+
+    ``attrs`` may be a callable, called once all items are written (it may raise to discard the
+    file)."""
+    ids: list[str] = []
+    offsets = [0]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        feat = None
+        for utt_id, array in items:
+            array = np.asarray(array, dtype=np.float32)
+            if array.ndim != 2 or array.shape[0] == 0:
+                raise ValueError(f"{utt_id}: expected a non-empty (frames, dims) array")
+            if feat is None:
+                chunk_rows = max(1, min(65536, (1 << 20) // (4 * array.shape[1])))
+                feat = h5.create_dataset(
+                    "feat",
+                    shape=(0, array.shape[1]),
+                    maxshape=(None, array.shape[1]),
+                    dtype="float32",
+                    chunks=(chunk_rows, array.shape[1]),
+                )
+            elif array.shape[1] != feat.shape[1]:
+                raise ValueError(
+                    f"{utt_id}: {array.shape[1]} dims, earlier utterances have {feat.shape[1]}"
+                )
+            start = feat.shape[0]
+            feat.resize(start + array.shape[0], axis=0)
+            feat[start:] = array
+            ids.append(utt_id)
+            offsets.append(start + array.shape[0])
+        if feat is None:
+            h5.create_dataset("feat", shape=(0, 0), dtype="float32")
+        h5.create_dataset("offsets", data=np.asarray(offsets, dtype=np.int64))
+        h5.create_dataset("utt_id", data=np.asarray(ids, dtype=object), dtype=STR)
+        final = attrs() if callable(attrs) else attrs
+        write_attrs(h5, final)
+    return len(ids)
+
+
+class FeatureShard:
+    """Read access to one feature shard: ``shard[utt_id]`` -> (frames, D) float32."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._h5 = h5py.File(self.path, "r")
+        self._feat = self._h5["feat"]
+        self._offsets = self._h5["offsets"][()]
+        ids = self._h5["utt_id"].asstr()[()]
+        self.index = {u: i for i, u in enumerate(ids)}
+        self.attrs = read_attrs(self._h5)
+
+    @property
+    def dims(self) -> int:
+        return int(self._feat.shape[1])
+
+    def __contains__(self, utt_id: str) -> bool:
+        return utt_id in self.index
+
+    def __getitem__(self, utt_id: str) -> np.ndarray:
+        i = self.index[utt_id]
+        return self._feat[self._offsets[i] : self._offsets[i + 1]]
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> FeatureShard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,59 @@
+"""Spectral primitives shared by the feature types: framing, the analysis window, the power
+spectrogram, mel filters and decibels (numerically equal to librosa's, float32 throughout)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from deepser.errors import FeatureError
+
+AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
+
+
+def frames(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Windowed frames (n_frames, n_fft) of ``y`` as librosa.stft frames them."""
+    n_fft, hop = spec["n_fft"], spec["hop_length"]
+    if spec["center"]:
+        y = np.pad(y, n_fft // 2, mode=spec["pad_mode"])
+    if len(y) < n_fft:
+        raise FeatureError(f"{len(y)} samples are fewer than one frame of {n_fft}")
+    framed = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
+    return framed * window(spec["win_length"], n_fft)
+
+
+@lru_cache(maxsize=16)
+def window(win_length: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``win_length`` zero-padded (centred) to ``n_fft``."""
+    n = np.arange(win_length)
+    win = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)).astype(np.float32)
+    left = (n_fft - win_length) // 2
+    return np.pad(win, (left, n_fft - win_length - left))
+
+
+def power_spectrogram(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """|STFT|^2 as (frames, 1 + n_fft // 2) float32."""
+    # scipy's FFT keeps float32 (complex64) and is ~5x faster than numpy's here
+    spectrum = scipy.fft.rfft(frames(np.asarray(y, dtype=np.float32), spec), axis=1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney-style, area-normalised mel filters (librosa.filters.mel), transposed: (bins, mels)."""
+    import librosa
+
+    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return np.ascontiguousarray(fb.T, dtype=np.float32)
+
+
+def to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
+    """Power in dB (floored at :data:`AMIN`; optionally ``top_db`` below the maximum)."""
+    db = 10.0 * np.log10(np.maximum(power, AMIN))
+    if top_db is not None:
+        db = np.maximum(db, db.max() - top_db)
+    return db.astype(np.float32)

@@ -1,0 +1,219 @@
+"""A recognition session: a bundle's recogniser over a list of files or a live microphone,
+writing timelines (stdout, ``--log`` CSV, ``--jsonl``, one file per input in ``--out-dir``),
+reporting progress and capture problems, and keeping every row written so far on Ctrl-C.
+
+The command line (:mod:`deepser.cli.recognize`) only parses options into
+:class:`SessionOptions` and calls :func:`recognise_files` or :func:`recognise_live`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from deepser.recognizer.engine import Prediction
+from deepser.recognizer.output import Outputs, columns, row
+from deepser.recognizer.pipeline import Recognizer
+from deepser.recognizer.sources import FileSource, Gap, MicrophoneSource
+
+Status = Callable[[str], None]  # prints one status line (stderr) unless quiet
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Where and how the timeline is written."""
+
+    log: str | None = None  # CSV file
+    jsonl: str | None = None  # JSON lines file
+    out_dir: str | None = None  # one timeline per input file
+    format: str = "csv"  # stdout and out_dir: csv | jsonl
+    output: str = "proba"  # proba | label
+    whole_file: bool = False  # each file is one segment
+    quiet: bool = False
+    with_file: bool = False  # a leading "file" column (several inputs share one output)
+
+
+class GainStatus:
+    """Reports the auto-gain state when it calibrates or its extremes widen."""
+
+    def __init__(self, gain, status: Status) -> None:
+        self.gain, self.status, self.last = gain, status, None
+
+    def update(self) -> None:
+        if getattr(self.gain, "name", "") != "auto":
+            return
+        state = (
+            self.gain.n_seen if self.gain.calibrating else -1,
+            self.gain.gain["min"],
+            self.gain.gain["max"],
+        )
+        if state != self.last:
+            self.last = state
+            self.status(self.gain.status())
+
+
+def out_name(name: str, used: set[str], ext: str) -> str:
+    """A per-input output file name (relative, no '..'), unique among ``used``."""
+    stem = Path(name).with_suffix("").as_posix().lstrip("/").replace("../", "")
+    candidate, n = f"{stem}.{ext}", 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}.{ext}"
+    used.add(candidate)
+    return candidate
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """A new text file for a timeline (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8", newline="")
+
+
+def open_outputs(options: SessionOptions, tasks, with_file: bool) -> Outputs:
+    """The shared outputs: --log, --jsonl, else stdout (unless --out-dir)."""
+    cols = columns(tasks, options.output, with_file)
+    outputs = Outputs()
+    try:
+        if options.log:
+            outputs.add("csv", open_text(options.log), cols)
+        if options.jsonl:
+            outputs.add("jsonl", open_text(options.jsonl), cols)
+        if not (options.log or options.jsonl or options.out_dir):
+            outputs.add(options.format, sys.stdout, cols, owned=False)
+    except BaseException:
+        outputs.close()
+        raise
+    return outputs
+
+
+def _predictions(recognizer: Recognizer, source: FileSource, whole: bool) -> Iterator[Prediction]:
+    if whole:
+        pred = recognizer.whole(source.audio)
+        if pred is not None:
+            yield pred
+    else:
+        yield from recognizer.stream(source)
+
+
+def recognise_files(
+    recognizer: Recognizer,
+    files: Sequence[tuple[str, FileSource]],
+    options: SessionOptions,
+    status: Status,
+) -> int:
+    """Recognise each (name, source) in turn; returns the exit status (130 after Ctrl-C, with
+    the rows so far written and the open segment recognised)."""
+    tasks = recognizer.engine.tasks
+    with_file = options.with_file
+    outputs = open_outputs(options, tasks, with_file)
+    gain_status = GainStatus(recognizer.engine.gain, status)
+    gain_status.update()
+    used: set[str] = set()
+    n_segments = n_rejected = 0
+    interrupted = False
+    bar = tqdm(
+        files,
+        desc="recognising",
+        unit="file",
+        file=sys.stderr,
+        disable=options.quiet or len(files) < 2,
+    )
+    started = time.perf_counter()
+
+    def write(pred: Prediction, name: str, per_file: Outputs) -> None:
+        nonlocal n_segments
+        gain_status.update()
+        outputs.write(row(pred, tasks, options.output, name if with_file else None))
+        per_file.write(row(pred, tasks, options.output))
+        n_segments += 1
+
+    try:
+        for name, source in bar:
+            per_file = Outputs()
+            if options.out_dir:
+                target = Path(options.out_dir) / out_name(name, used, options.format)
+                per_file.add(options.format, open_text(target), columns(tasks, options.output))
+            try:
+                for pred in _predictions(recognizer, source, options.whole_file):
+                    write(pred, name, per_file)
+            except KeyboardInterrupt:
+                interrupted = True
+                for pred in recognizer.flush():
+                    write(pred, name, per_file)
+                break
+            finally:
+                per_file.close()
+                source.close()
+                if recognizer.segmenter is not None and not options.whole_file:
+                    n_rejected += recognizer.segmenter.n_rejected
+            bar.set_postfix(segments=n_segments, refresh=False)
+    finally:
+        bar.close()
+        outputs.close()
+    elapsed = time.perf_counter() - started
+    status(
+        f"{'interrupted (Ctrl-C): ' if interrupted else ''}{len(files)} file(s), "
+        f"{n_segments} segment(s) recognised, {n_rejected} rejected by the speech gates "
+        f"({elapsed:.1f} s)"
+    )
+    return 130 if interrupted else 0
+
+
+def recognise_live(
+    recognizer: Recognizer, source: MicrophoneSource, options: SessionOptions, status: Status
+) -> int:
+    """Recognise microphone input until ``--max-seconds`` or Ctrl-C (exit status 0 either
+    way; the open segment is recognised and every row is written)."""
+    engine = recognizer.engine
+    outputs = open_outputs(options, engine.tasks, False)
+    gain_status = GainStatus(engine.gain, status)
+    resampled = (
+        f" (resampled to {engine.sample_rate} Hz)" if source.rate != engine.sample_rate else ""
+    )
+    status(f"listening on {source.device_name!r} at {source.rate} Hz{resampled}; Ctrl-C stops")
+    gain_status.update()
+    reported, reported_at = 0, 0.0
+    interrupted = False
+    n_segments = 0
+    recognizer.start()
+    try:
+        try:
+            for chunk in source:
+                if isinstance(chunk, Gap):
+                    preds = recognizer.skip(chunk.samples)
+                else:
+                    preds = recognizer.feed(chunk)
+                for pred in preds:
+                    gain_status.update()
+                    outputs.write(row(pred, engine.tasks, options.output))
+                    n_segments += 1
+                lost = source.overflows + source.dropped
+                if lost > reported and time.monotonic() - reported_at > 1.0:
+                    reported, reported_at = lost, time.monotonic()
+                    status(
+                        f"warning: capture overflow: {source.overflows} input overflow(s), "
+                        f"{source.dropped} chunk(s) dropped so far (the recogniser lags)"
+                    )
+        except KeyboardInterrupt:
+            interrupted = True
+        source.close()
+        for pred in recognizer.flush():
+            outputs.write(row(pred, engine.tasks, options.output))
+            n_segments += 1
+    finally:
+        source.close()
+        outputs.close()
+    seg = recognizer.segmenter
+    status(
+        f"{'stopped (Ctrl-C): ' if interrupted else ''}captured {source.seconds:.1f} s, "
+        f"{n_segments} segment(s) recognised, {seg.n_rejected if seg else 0} rejected, "
+        f"{source.overflows} input overflow(s), {source.dropped} chunk(s) dropped"
+    )
+    return 0

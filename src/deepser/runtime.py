@@ -1,0 +1,66 @@
+"""Process set-up shared by the workflow's jobs and the command-line tools: backend threads and
+seeds, and silencing C-level start-up chatter (TensorFlow, ALSA) on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+
+def configure_backend(threads: int, seed: int, deterministic: bool = True) -> None:
+    """Bind the backend's thread pools to ``threads`` and seed everything (call before Keras
+    builds anything). TensorFlow also gets deterministic ops."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1 if threads <= 2 else 2)
+        except RuntimeError:  # already initialised in this process
+            pass
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+    keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr for the block: ALSA/JACK chatter when PortAudio starts, and
+    TensorFlow's start-up notices (printed whatever TF_CPP_MIN_LOG_LEVEL says)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # pytest capture: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_keras_quietly() -> None:
+    """Import Keras and run one op with C-level stderr silenced, so TensorFlow's start-up
+    notices never reach a user's terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_stderr():
+        import keras
+
+        keras.ops.convert_to_numpy(keras.ops.zeros((1,)) + 1)

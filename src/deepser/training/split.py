@@ -1,0 +1,58 @@
+"""Fold splits: test = one fold's speakers; validation = a random, speaker-disjoint subset of
+the training speakers (never of the test fold); augmented copies go to training only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepser.database.store import DatabaseInfo
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Row indices (sorted) of a fold's training, validation and test sets, and their speakers."""
+
+    test_fold: int | None
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    speakers: dict[str, list[str]] = field(default_factory=dict)
+
+
+def split_fold(
+    info: DatabaseInfo, test_fold: int | None, val_fraction: float, seed: int
+) -> FoldSplit:
+    """Test = fold ``test_fold`` (None: no test set, for the final model); validation = a
+    random, speaker-disjoint subset of the *training* speakers (at least one speaker when
+    ``val_fraction`` > 0, never all of them); training = the remaining rows. Augmented copies
+    go to the training set only: validation and test hold original recordings."""
+    rows = np.arange(info.n_rows)
+    augmented = info.augmented
+    in_fold = info.fold == test_fold if test_fold is not None else np.zeros(info.n_rows, bool)
+    is_test = in_fold & ~augmented
+    if test_fold is not None and not is_test.any():
+        raise ValueError(f"fold {test_fold} has no rows (the database has {info.n_folds} folds)")
+    train_speakers = sorted(set(info.speaker[~in_fold]))
+    n_val = 0
+    if val_fraction > 0:
+        if len(train_speakers) < 2:
+            raise ValueError("a validation split needs at least two training speakers")
+        n_val = min(len(train_speakers) - 1, max(1, round(val_fraction * len(train_speakers))))
+    rng = np.random.default_rng([seed, 0 if test_fold is None else test_fold + 1])
+    val_speakers = sorted(rng.choice(train_speakers, size=n_val, replace=False).tolist())
+    is_val = ~in_fold & np.isin(info.speaker, val_speakers)
+    is_train = ~in_fold & ~is_val
+    is_val &= ~augmented
+    return FoldSplit(
+        test_fold=test_fold,
+        train=rows[is_train],
+        val=rows[is_val],
+        test=rows[is_test],
+        speakers={
+            "train": sorted(set(info.speaker[is_train])),
+            "validation": val_speakers,
+            "test": sorted(set(info.speaker[is_test])),
+        },
+    )

@@ -1,0 +1,155 @@
+"""Cross-reference checks of the workflow config (the JSON schema checks each entry alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepser.database.folds import DEFAULT_FOLD_BY
+from deepser.features.augment import waveform_config
+from deepser.features.registry import resolve_spec
+
+
+def column_names(corpus: Mapping[str, Any]) -> list[str]:
+    """The label columns a corpus keeps, in config order."""
+    return list(corpus["columns"])
+
+
+def feature_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The explicit spec of feature set ``name``."""
+    return resolve_spec(config["feature_sets"][name])
+
+
+def gain_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The gain config of feature set ``name`` (method ``none`` when absent)."""
+    return dict(config["feature_sets"][name].get("gain") or {"method": "none"})
+
+
+def augment_config(config: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The waveform augmentation of feature set ``name`` with defaults (None: off)."""
+    return waveform_config(config["feature_sets"][name].get("augment"))
+
+
+def resolve_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Experiments with inherited settings: a fine-tuning experiment (``init_from``) without
+    its own ``model`` uses its source's architecture and sizes (so the weights fit)."""
+    experiments = {k: dict(v) for k, v in (config.get("experiments") or {}).items()}
+    for exp in experiments.values():
+        source = experiments.get(exp.get("init_from", ""))
+        if source is not None and "model" not in exp:
+            exp["model"] = dict(source.get("model", {}))
+    return experiments
+
+
+def _experiment_problems(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    experiments = config.get("experiments") or {}
+    for name, exp in experiments.items():
+        where = f"experiments.{name}"
+        source = exp.get("init_from")
+        if source is not None:
+            if source not in experiments or source == name:
+                problems.append(
+                    f"{where}.init_from: {source!r} is not another experiment "
+                    f"(known: {', '.join(k for k in experiments if k != name)})"
+                )
+            else:
+                seen, cur = {name}, source
+                while cur is not None and cur not in seen:
+                    seen.add(cur)
+                    cur = experiments.get(cur, {}).get("init_from")
+                if cur is not None:
+                    problems.append(f"{where}.init_from: a cycle of init_from through {cur!r}")
+        elif exp.get("freeze"):
+            problems.append(f"{where}.freeze: only meaningful with init_from")
+        tasks = exp.get("tasks")
+        for aux in exp.get("auxiliary", []):
+            if tasks is not None and aux not in tasks:
+                problems.append(f"{where}.auxiliary: {aux!r} is not one of its tasks")
+        if tasks is not None and set(exp.get("auxiliary", [])) >= set(tasks):
+            problems.append(f"{where}.auxiliary: every task is auxiliary; the bundle needs one")
+        training = exp.get("training", {})
+        if training.get("sampling", "none") != "none" and training.get("class_weights", True):
+            problems.append(
+                f"{where}.training: sampling {training['sampling']!r} already balances the "
+                "classes; set class_weights: false (or sampling: none)"
+            )
+        alpha = training.get("focal_alpha")
+        if alpha is not None and training.get("loss", "crossentropy") != "focal":
+            problems.append(f"{where}.training.focal_alpha: set loss: focal to use it")
+    return problems
+
+
+def needs_corpus_gain(config: Mapping[str, Any], name: str) -> bool:
+    """Whether feature set ``name`` normalises with min/max statistics of the corpus."""
+    gain = gain_config(config, name)
+    return gain["method"] == "minmax" and gain.get("source", "corpus") == "corpus"
+
+
+def check_config(config: Mapping[str, Any]) -> list[str]:
+    """Return every problem that spans entries: unknown references, impossible parameters."""
+    problems: list[str] = []
+    corpora, fsets = config["corpora"], config["feature_sets"]
+    for name, fset in fsets.items():
+        try:
+            resolve_spec(fset)
+            augment_config(config, name)
+        except ValueError as exc:
+            problems.append(f"feature_sets.{name}: {exc}")
+        gain = fset.get("gain") or {}
+        if gain.get("method") == "minmax":
+            source = gain.get("source", "corpus")
+            if source == "fixed" and not {"min", "max"} <= set(gain):
+                problems.append(f"feature_sets.{name}.gain: source 'fixed' needs min and max")
+            if source == "fixed" and {"min", "max"} <= set(gain) and not gain["max"] > gain["min"]:
+                problems.append(f"feature_sets.{name}.gain: max must be greater than min")
+            if source == "file" and not Path(gain.get("file", "")).is_file():
+                problems.append(
+                    f"feature_sets.{name}.gain: gain file {gain.get('file')!r} not found"
+                )
+    for name in corpora:
+        if "/" in name or not name:
+            problems.append(f"corpora.{name}: a corpus name cannot contain '/'")
+    for name, db in config["databases"].items():
+        where = f"databases.{name}"
+        unknown = [c for c in db["corpora"] if c not in corpora]
+        if unknown:
+            problems.append(
+                f"{where}.corpora: unknown corpus {', '.join(unknown)} "
+                f"(known: {', '.join(corpora)})"
+            )
+            continue
+        if db["feature_set"] not in fsets:
+            problems.append(
+                f"{where}.feature_set: unknown feature set {db['feature_set']!r} "
+                f"(known: {', '.join(fsets)})"
+            )
+        if db["c_len"] > db["max_steps"]:
+            problems.append(
+                f"{where}: c_len ({db['c_len']}) is larger than max_steps ({db['max_steps']})"
+            )
+        ftype = fsets.get(db["feature_set"], {}).get("type")
+        if ftype == "functionals" and (db["c_len"], db["max_steps"]) != (1, 1):
+            problems.append(
+                f"{where}: functionals give one vector per utterance; set c_len: 1 and "
+                f"max_steps: 1 (not {db['c_len']} and {db['max_steps']})"
+            )
+        first = column_names(corpora[db["corpora"][0]])
+        for ref in db["tasks"]:
+            if isinstance(ref, int) and not 0 <= ref < len(first):
+                problems.append(
+                    f"{where}.tasks: index {ref} out of range (columns: {', '.join(first)})"
+                )
+            task = first[ref] if isinstance(ref, int) and 0 <= ref < len(first) else ref
+            for cname in db["corpora"]:
+                if isinstance(task, str) and task not in corpora[cname]["columns"]:
+                    problems.append(f"{where}.tasks: corpus {cname!r} has no column {task!r}")
+        fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
+        for cname in db["corpora"]:
+            if fold_by and fold_by not in corpora[cname]["columns"]:
+                problems.append(
+                    f"{where}.fold_by: corpus {cname!r} has no column {fold_by!r} "
+                    f"(add it under corpora.{cname}.columns)"
+                )
+    return problems + _experiment_problems(config)
