@@ -11,7 +11,7 @@ Snakemake's job table. The baseline, measured in the same run the same way, is a
 demo's size (320 utterances, 8 speakers, 4 shards): the ratio shows how the dry run scales.
 
 Targets: under 10 s and under 1,000 jobs for 20,000 utterances. Exit status 0 whatever the result
-(read the PASS/FAIL line).
+(read the PASS/MISS line).
 
     .venv/bin/python benchmarks/bench_dryrun.py [--utterances 20000] [--shards 64] [--repeats 3]
 """
@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
+from _harness import Verdict
+
+from deepser.corpus.demo import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-EMOTIONS = ("angry", "happy", "neutral", "sad")
 
 
 def make_corpus(root: Path, n_utterances: int, n_speakers: int) -> Path:
@@ -166,11 +168,13 @@ def main() -> None:
         f"{big['utterances'] / small['utterances']:.0f}x the utterances"
     )
     ok = big["dry_run_median_s"] < args.target_seconds and big["jobs"] < args.max_jobs
-    print(
-        f"{'PASS' if ok else 'FAIL'}: dry run {big['dry_run_median_s']:.2f} s "
-        f"(target < {args.target_seconds:g} s), {big['jobs']} jobs (target < {args.max_jobs}) "
-        f"for {big['utterances']} utterances, {big['folds']} folds"
+    judged = Verdict(
+        f"snakemake --dry-run of {big['utterances']} utterances, {big['folds']} folds",
+        f"{big['dry_run_median_s']:.2f} s, {big['jobs']} jobs",
+        f"< {args.target_seconds:g} s, < {args.max_jobs} jobs",
+        ok,
     )
+    print(judged.line())
 
 
 if __name__ == "__main__":

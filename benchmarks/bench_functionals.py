@@ -11,47 +11,31 @@ share, plus the per-segment time of a 2 s utterance (what the recogniser adds pe
 
 from __future__ import annotations
 
-import os
+from _harness import single_thread_env
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"  # one core, before numpy is imported
+single_thread_env()  # one core: before numpy (and its BLAS) is imported
 
 import argparse  # noqa: E402
-import time  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from _harness import best_of, demo_corpus, emodb_corpus  # noqa: E402
 
-from deepser.audio import load_audio  # noqa: E402
-from deepser.features import extract, power_spectrogram, resolve_spec  # noqa: E402
-from deepser.functionals import log_f0  # noqa: E402
+from deepser.corpus.audio import load_audio  # noqa: E402
+from deepser.features.functionals import log_f0  # noqa: E402
+from deepser.features.registry import extract, resolve_spec  # noqa: E402
+from deepser.features.spectral import power_spectrogram  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared/corpora/emodb/meta.tsv"
 SR = 16000
 
 
-def corpus_files(n: int) -> tuple[str, list[Path]]:
-    if EMODB.is_file():
-        meta = pd.read_csv(EMODB, sep="\t", dtype=str)
-        return "EmoDB", [EMODB.parent / p for p in meta["path"].head(n)]
-    import tempfile
-
-    from deepser.demo_corpus import synthesize_corpus
-
-    demo = Path(tempfile.mkdtemp(prefix="bench-functionals-"))
-    meta = pd.read_csv(synthesize_corpus(demo, n_speakers=2), sep="\t", dtype=str)
-    return "demo corpus", [demo / p for p in meta["path"].head(n)]
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def corpus_files(n: int, tmp: Path) -> tuple[str, list[Path]]:
+    """The first ``n`` files of EmoDB, else of a demo corpus (2 speakers) synthesised in ``tmp``."""
+    corpus = emodb_corpus()
+    if corpus is not None:
+        return "EmoDB", corpus.files[:n]
+    return "demo corpus", demo_corpus(tmp / "demo", n_speakers=2).files[:n]
 
 
 def main() -> None:
@@ -59,21 +43,22 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    name, files = corpus_files(args.files)
-    audio = [load_audio(f, SR) for f in files]
+    with tempfile.TemporaryDirectory(prefix="bench-functionals-") as tmp:
+        name, files = corpus_files(args.files, Path(tmp))
+        audio = [load_audio(f, SR) for f in files]
     seconds = sum(len(y) for y in audio) / SR
     logmel = resolve_spec({"type": "logmel", "sample_rate": SR})
     func = resolve_spec({"type": "functionals", "sample_rate": SR})
 
     frames = [power_spectrogram(y, func).shape[0] for y in audio]  # outside the timings
 
-    t_logmel = best_of(lambda: [extract(y, logmel) for y in audio], args.repeats)
-    t_func = best_of(lambda: [extract(y, func) for y in audio], args.repeats)
+    t_logmel = best_of(lambda: [extract(y, logmel) for y in audio], args.repeats).wall
+    t_func = best_of(lambda: [extract(y, func) for y in audio], args.repeats).wall
     t_pitch = best_of(
         lambda: [log_f0(y, n, func) for y, n in zip(audio, frames, strict=True)], args.repeats
-    )
+    ).wall
     two_s = np.resize(audio[0], 2 * SR)
-    t_segment = best_of(lambda: extract(two_s, func), max(args.repeats, 5))
+    t_segment = best_of(lambda: extract(two_s, func), max(args.repeats, 5)).wall
     print(f"{name}: {len(files)} files, {seconds:.1f} s of audio, 1 core, best of {args.repeats}")
     print(f"  log-mel (default)        {seconds / t_logmel:9.0f}x real time")
     print(f"  functionals (default)    {seconds / t_func:9.1f}x real time")

@@ -43,24 +43,18 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _harness import Verdict, rss_mb, summary  # noqa: E402
+
+from deepser.metrics import unweighted_average_recall  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_S = 0.02
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (MB)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def make_stream(folder: Path, minutes: float, sr: int, seed: int = 101):
     """Unseen demo utterances separated by noise -> (signal, utterance table with times)."""
-    from deepser.audio import load_audio
-    from deepser.demo_corpus import synthesize_corpus
+    from deepser.corpus.audio import load_audio
+    from deepser.corpus.demo import synthesize_corpus
 
     per_speaker = 4 * 5  # 4 emotions x 5 utterances, about 40 s of speech per speaker
     n_speakers = max(2, int(np.ceil(minutes * 60 / (per_speaker * 3.0))))
@@ -99,9 +93,13 @@ def run_stream(recognizer, x: np.ndarray, sr: int, on_progress=None):
 
 
 def ua(y_true: list[str], y_pred: list[str | None], classes: list[str]) -> float:
-    """Unweighted average recall (mean per-class recall); a missing label (None) is wrong."""
-    t, p = np.array(y_true, dtype=object), np.array(y_pred, dtype=object)
-    return float(np.mean([np.mean(p[t == c] == c) for c in classes if (t == c).any()]))
+    """UA (deepser.metrics); a missing label (None) counts as an extra class that no utterance
+    has, so it is wrong and does not enter the mean."""
+    index = {c: i for i, c in enumerate(classes)}
+    none = len(classes)
+    t = np.array([index[c] for c in y_true])
+    p = np.array([none if c is None else index[c] for c in y_pred])
+    return unweighted_average_recall(t, p, len(classes) + 1)
 
 
 def label_per_utterance(preds, utts: pd.DataFrame, task: dict) -> list[str | None]:
@@ -116,10 +114,6 @@ def label_per_utterance(preds, utts: pd.DataFrame, task: dict) -> list[str | Non
             continue
         out.append(task["classes"][int(np.argmax(preds[j].outputs[task["name"]]))])
     return out
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main() -> int:
@@ -138,10 +132,13 @@ def main() -> int:
 
     import webrtcvad
 
-    from deepser.audio import load_audio
+    from deepser.corpus.audio import load_audio
+    from deepser.models import as_inputs
     from deepser.recognizer import Engine, Recognizer, StreamingSegmenter, VadSettings
     from deepser.recognizer.vad import to_pcm16
 
+    started = time.perf_counter()
+    verdicts: list[Verdict] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-recognizer-"))
     try:
         local = tmp / "bundle"  # a copy: the workflow may rewrite results/ meanwhile
@@ -152,7 +149,7 @@ def main() -> int:
         sr, task = engine.sample_rate, engine.tasks[0]
         settings = VadSettings()
         names = [t["name"] for t in engine.tasks]
-        print(f"bundle {bundle} ({engine.info.get('experiment')}): {engine.spec['type']} "
+        print(f"bundle {bundle} ({engine.bundle.experiment}): {engine.spec['type']} "
               f"{sr} Hz, windows {engine.window}, tasks {names}")  # fmt: skip
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load + warm-up "
               f"{load_s:.1f} s, RSS {rss_mb():.0f} MB")  # fmt: skip
@@ -181,14 +178,16 @@ def main() -> int:
         rtf = wall / duration
         p50, p95 = (np.percentile(latency, q) * 1000 for q in (50, 95))
         print(f"{'figure':44s} {'value':>14s}  {'target':>10s}  verdict")
-        print(f"{'real-time factor (whole pipeline)':44s} {rtf:14.5f}  {'<= 0.01':>10s}  "
-              f"{verdict(rtf <= 0.01)}")  # fmt: skip
+        v = Verdict("real-time factor (whole pipeline)", f"{rtf:.5f}", "<= 0.01", rtf <= 0.01)
+        verdicts.append(v)
+        print(f"{v.figure:44s} {rtf:14.5f}  {v.target:>10s}  {v.result}")
         split = " / ".join(f"{v / duration:.5f}" for v in (seg_s, feat_s, pred_s))
         print(f"{'  segmentation (VAD) / features / predict':44s} {split}")
         print(f"{'segments emitted / rejected':44s} {len(preds):8d} / {seg.n_rejected:<3d}")
         print(f"{'latency end-detected -> prediction p50 (ms)':44s} {p50:14.2f}")
-        print(f"{'latency end-detected -> prediction p95 (ms)':44s} {p95:14.2f}  {'<= 25':>10s}  "
-              f"{verdict(p95 <= 25)}")  # fmt: skip
+        v = Verdict("latency end-detected -> prediction p95 (ms)", f"{p95:.2f}", "<= 25", p95 <= 25)
+        verdicts.append(v)
+        print(f"{v.figure:44s} {p95:14.2f}  {v.target:>10s}  {v.result}")
         print(f"{'  + algorithmic: hangover (+ VAD overhang)':44s} "
               f"{settings.hangover_ms:11d} ms (+0.10-0.16 s)")  # fmt: skip
 
@@ -210,10 +209,10 @@ def main() -> int:
         rec_labels = label_per_utterance(preds, utts, task)
         rows = [engine.features(load_audio(p, sr)) for p in utts["path"]]
         out = engine.model.predict(
-            {"features": np.stack([r for r, _ in rows]),
-             "n_valid": np.array([n for _, n in rows], np.int32)},
-            batch_size=64, verbose=0,
-        )  # fmt: skip
+            as_inputs(np.stack([r for r, _ in rows]), np.array([n for _, n in rows], np.int32)),
+            batch_size=64,
+            verbose=0,
+        )
         off = np.asarray(out[task["name"]] if isinstance(out, dict) else out)
         off_labels = [classes[int(i)] for i in off.argmax(-1)]
         truth = list(utts["emotion"])
@@ -223,8 +222,9 @@ def main() -> int:
         missed = sum(r is None for r in rec_labels)
         print(f"{'UA offline evaluation (whole utterance files)':44s} {ua_off:14.4f}")
         print(f"{'UA recogniser on the stream':44s} {ua_rec:14.4f}")
-        print(f"{'relative UA loss':44s} {100 * loss:13.2f}%  {'<= 5%':>10s}  "
-              f"{verdict(loss <= 0.05)}")  # fmt: skip
+        v = Verdict("relative UA loss", f"{100 * loss:.2f}%", "<= 5%", loss <= 0.05)
+        verdicts.append(v)
+        print(f"{v.figure:44s} {100 * loss:13.2f}%  {v.target:>10s}  {v.result}")
         print(f"{'label agreement recogniser vs offline':44s} {100 * agree:13.1f}%  "
               f"(utterances without a segment: {missed})")  # fmt: skip
 
@@ -251,10 +251,12 @@ def main() -> int:
         print(f"\nmemory over {args.hours:g} h of audio ({n_preds} segments, "
               f"{mem_wall:.0f} s wall, RTF {mem_wall / (fed / sr):.4f}):")  # fmt: skip
         print("  " + ", ".join(f"{m:.0f} min {v:.1f} MB" for m, v in rss))
-        print(f"{'RSS growth start -> end (MB)':44s} {growth:14.1f}  {'<= 10/h':>10s}  "
-              f"{verdict(per_hour <= 10)}")  # fmt: skip
+        v = Verdict("RSS growth start -> end (MB)", f"{growth:.1f}", "<= 10/h", per_hour <= 10)
+        verdicts.append(v)
+        print(f"{v.figure:44s} {growth:14.1f}  {v.target:>10s}  {v.result}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    summary(verdicts, started)
     return 0
 
 

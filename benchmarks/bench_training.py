@@ -42,19 +42,15 @@ from typing import Any
 
 import h5py
 import numpy as np
+from _harness import Verdict, load_average
 
-from deepser.data import (
-    ChunkedBatches,
-    class_weights,
-    feature_moments,
-    label_columns,
-    prefetch,
-    read_info,
-    read_rows,
-    split_fold,
-)
-from deepser.h5db import DatabaseWriter
-from deepser.training import TRAINING_DEFAULTS, _compile, configure_backend
+from deepser.database.normalise import feature_moments
+from deepser.database.store import DatabaseWriter, read_info, read_rows
+from deepser.runtime import configure_backend
+from deepser.training.batches import ChunkedBatches, class_weights, prefetch
+from deepser.training.loop import compile_model
+from deepser.training.settings import TRAINING_DEFAULTS
+from deepser.training.split import split_fold
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 N_SPEAKERS, N_FOLDS = 20, 4
@@ -277,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_backend(args.threads, args.seed)
     import keras
 
-    from deepser.models import build_model
+    from deepser.models.registry import build_model
 
     backend = keras.backend.backend()
     print(
@@ -286,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"host: {platform.node()}, {os.cpu_count()} CPUs, threads {args.threads}, "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"load average {load_average()}"
     )
 
     tmp = None
@@ -317,7 +313,7 @@ def run(args, db: Path, keras, build_model, backend: str) -> dict[str, Any]:
     info = read_info(db)
     split = split_fold(info, 0, float(TRAINING_DEFAULTS["validation_fraction"]), args.seed)
     tasks = [{**t, "loss_weight": 1.0} for t in info.tasks]
-    cols = label_columns(info, [t["name"] for t in tasks])
+    cols = info.label_columns([t["name"] for t in tasks])
     train = split.train
     row_mb = 4 * int(np.prod(info.row_shape)) / 2**20
     print(
@@ -390,7 +386,7 @@ def run(args, db: Path, keras, build_model, backend: str) -> dict[str, Any]:
     model = build_model(
         "cnn_lstm", info.row_shape, info.attrs["window_spec"]["layout"], tasks, mean, var
     )
-    _compile(model, tasks, {"learning_rate": 1e-3})
+    compile_model(model, tasks, {"learning_rate": 1e-3})
     t0 = time.perf_counter()
     warm = train_epoch(model, batches(True).epoch())
     warm_s = time.perf_counter() - t0
@@ -448,7 +444,13 @@ def run(args, db: Path, keras, build_model, backend: str) -> dict[str, Any]:
         1e3 * h5_reads["read_s"] / sum(r["steps"] for r in runs["h5"])
     )
     on_gpu = backend == "jax" and "cpu" not in device_description(backend).lower()
-    verdict = ("PASS" if ratio >= 0.9 else "MISS") if on_gpu else "not judged here"
+    judged = Verdict(
+        "(b)/(a) training rate from H5 vs from RAM",
+        f"{100 * ratio:.1f}%",
+        ">= 90% with KERAS_BACKEND=jax on a GPU",
+        ratio >= 0.9 if on_gpu else None,
+    )
+    verdict = judged.result if on_gpu else "not judged here"
     print(
         f"   (b)/(a) = {100 * ratio:.1f}% (target >= 90% with KERAS_BACKEND=jax on a GPU: "
         f"{verdict}); (c)/(a) = {100 * train_fig['h5_prefetch']['samples_per_s'] / ref:.1f}%"
@@ -461,6 +463,7 @@ def run(args, db: Path, keras, build_model, backend: str) -> dict[str, Any]:
         "   wait % = share of the loop's time spent waiting for the next batch (reading, "
         "shuffling, slicing)"
     )
+    print(judged.line())
 
     return {
         "backend": backend,
