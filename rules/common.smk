@@ -135,19 +135,26 @@ def experiment_db_rejected(wildcards):
 
 
 def database_n_folds(name):
-    """Folds of a database, as the database build decides them (from the validated meta
-    files, so after the prepare_meta checkpoint); 0 without folds (fold_by: null)."""
+    """Folds of a database, as the database build decides them: its n_folds, or one per
+    group of the validated meta files (read after the prepare_meta checkpoint); 0 without
+    folds (fold_by: null)."""
     db = DATABASES[name]
     fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
     if not fold_by:
         return 0
-    groups = []
-    for corpus in db["corpora"]:
-        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
-        table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
-        values = list(table[fold_by])
-        groups += group_labels([corpus] * len(values), values, len(db["corpora"]) > 1)
-    return count_folds(groups, db.get("n_folds"))
+
+    def groups():
+        labels = []
+        for corpus in db["corpora"]:
+            meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+            table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
+            values = list(table[fold_by])
+            labels += group_labels(
+                [corpus] * len(values), values, len(db["corpora"]) > 1
+            )
+        return labels
+
+    return count_folds(db.get("n_folds"), groups)
 
 
 def fold_files(name):

@@ -12,6 +12,7 @@ if "demo_corpus" in config:
             f"{RESULTS}/logs/synthesize_demo.log",
         benchmark:
             f"{RESULTS}/benchmarks/synthesize_demo.tsv"
+        localrule: True  # a few seconds of synthesis: not worth a cluster job
         conda:
             "../envs/deepser.yaml"
         threads: 1

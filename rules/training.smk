@@ -80,6 +80,7 @@ rule summarize:
         f"{RESULTS}/logs/summarize/{{experiment}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/summarize/{{experiment}}.tsv"
+    localrule: True  # reads the folds' small outputs, writes plots: not worth a cluster job
     conda:
         "../envs/deepser.yaml"
     threads: 1

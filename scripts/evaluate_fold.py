@@ -1,6 +1,6 @@
 """Snakemake entry point: predict a fold's test speakers, write predictions and metrics."""
 
-from deepser.evaluation.predictions import evaluate_fold
+from deepser.evaluation.fold import evaluate_fold
 from deepser.runtime import configure_backend
 from deepser.workflow.rulelog import rule_log
 

@@ -274,6 +274,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.enrol and args.gain == "auto":
         parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
 
+    # imported here, not at the top: --help and a bad command line answer without loading them
     from deepser.bundle import read_bundle
     from deepser.corpus.audio import load_audio
     from deepser.corpus.meta import list_audio
@@ -298,6 +299,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         quiet=args.quiet,
         with_file=bool(args.meta) or len(args.wav or []) > 1,
     )
+    gain, warnings = make_gain(args.gain, bundle, args.practice)  # option values first
     files = []
     if args.mic is None:
         items = [(w, w) for w in args.wav or []]
@@ -312,7 +314,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             )
             for name, path in items
         ]
-    gain, warnings = make_gain(args.gain, bundle, args.practice)
     mic = None
     if args.mic is not None:  # open (not start) the device first: no device fails fast
         mic = MicrophoneSource(sample_rate, args.mic, max_seconds=args.max_seconds)

@@ -4,7 +4,7 @@ Methods:
 - ``none``: the waveform as read.
 - ``minmax``: the original toolkit's global normalisation ``lo + (x - min) (hi - lo) / (max - min)``
   with corpus statistics (``source: corpus``), fixed bounds (``fixed``) or the original's
-  ``*.gain.txt`` (``file``); the original mapped to [0, 1] without clipping (seed Q-07).
+  ``*.gain.txt`` (``file``); like the original, to [0, 1] by default and without clipping.
 - ``peak`` / ``rms``: per-utterance scaling to a target peak (default 1.0) or RMS (default 0.1).
 """
 
@@ -95,7 +95,7 @@ def resolve_gain(config: Mapping[str, Any], corpus_stats: Mapping[str, Any] | No
         if corpus_stats is None:
             raise ValueError("gain source 'corpus' needs the merged corpus statistics")
         lo, hi = float(corpus_stats["min"]), float(corpus_stats["max"])
-    if not hi > lo:  # the original treated a bound of 0.0 as 'unset' (seed Q-01); we do not
+    if not hi > lo:  # the original took a bound of 0.0 for 'unset' and ignored it; we do not
         raise ValueError(f"gain bounds need max > min, got min={lo}, max={hi}")
     target = [float(v) for v in config.get("range", [0.0, 1.0])]
     return {"method": "minmax", "source": source, "min": lo, "max": hi, "range": target}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from deepser.corpus.meta import natural_key
 
@@ -43,6 +43,7 @@ def group_labels(corpus: Sequence[str], values: Sequence[str], multi: bool) -> l
     return [f"{c}/{v}" for c, v in zip(corpus, values, strict=True)]
 
 
-def count_folds(groups: Sequence[str], n_folds: int | None) -> int:
-    """Folds :func:`assign_folds` makes of ``groups``: ``n_folds``, or one per distinct group."""
-    return int(n_folds) if n_folds else len(set(groups))
+def count_folds(n_folds: int | None, groups: Callable[[], Sequence[str]]) -> int:
+    """Folds :func:`assign_folds` makes: ``n_folds``, or one per distinct group (``groups()`` is
+    called only then, so a known count needs no data)."""
+    return int(n_folds) if n_folds else len(set(groups()))

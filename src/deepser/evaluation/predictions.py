@@ -1,4 +1,5 @@
-"""Evaluate a fold's model on its test speakers, and the format of ``predictions.csv``.
+"""The format of ``predictions.csv`` (its only reader and writer) and the table of a model's
+predictions for database rows.
 
 ``predictions.csv`` is comma-separated with a header: one row per test utterance with
 ``corpus, utt_id, speaker, fold`` (a row is identified by (corpus, utt_id), as in the
@@ -17,11 +18,9 @@ import numpy as np
 import pandas as pd
 
 from deepser.database.normalise import SpeakerNorm
-from deepser.database.store import DatabaseInfo, read_info, read_rows
-from deepser.files import atomic_path, write_json
-from deepser.metrics import fold_metrics
+from deepser.database.store import DatabaseInfo, read_rows
+from deepser.files import atomic_path
 from deepser.models import as_inputs
-from deepser.training.record import read_training
 
 ID_COLUMNS = ("corpus", "utt_id", "speaker", "fold")
 
@@ -85,29 +84,3 @@ def read_predictions(path: str | Path, tasks: Sequence[Mapping[str, Any]]) -> pd
     for column in numeric:
         table[column] = pd.to_numeric(table[column].replace("", np.nan))
     return table
-
-
-def evaluate_fold(
-    db_path: str | Path,
-    model_path: str | Path,
-    training_json: str | Path,
-    fold: int,
-    out_predictions: str | Path,
-    out_metrics: str | Path,
-) -> dict[str, Any]:
-    """Predict every test utterance of ``fold`` once; write predictions and metrics."""
-    from deepser.models.saving import load_model
-
-    info = read_info(db_path)
-    trained = read_training(training_json)
-    model = load_model(model_path)
-    rows = info.fold_rows(fold)
-    if not rows.size:
-        raise ValueError(f"fold {fold} has no rows (the database has {info.n_folds} folds)")
-    norm = SpeakerNorm(info) if trained.normalisation == "speaker" else None
-    table = predictions_table(model, info, rows, trained.tasks, fold, norm=norm)
-    write_predictions(out_predictions, table)
-    metrics = fold_metrics(table, trained.tasks)
-    metrics.update(fold=fold, speakers=trained.speakers, best_epoch=trained.best_epoch)
-    write_json(out_metrics, metrics)
-    return metrics

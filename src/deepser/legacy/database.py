@@ -1,6 +1,6 @@
 """``deepser convert-db``: an original-format H5 database -> a deepser database.
 
-The original builders (``h5db_builder.py``, ``h5db_builder_cc_sid.py``; seed inventory 2) wrote
+The original builders (``h5db_builder.py``, ``h5db_builder_cc_sid.py``) wrote
 only ``feat`` (float64; 2d ``(N, T, 1, c_len, D)``, 3d ``(N, 1, T, c_len, D)``, or frame
 sequences ``(N, T, D)``), ``label`` (float64 ``(N, n_labels)``, the meta columns chosen with
 ``-mt``) and, with folds, ``start_indice`` / ``end_indice`` (float64 or int64; fold k is rows
@@ -16,8 +16,8 @@ What the original did not record is reconstructed, and said so in the ``source``
 - ``speaker``: the label column given as ``speaker_column`` (e.g. the original ``sid``), else the
   fold (``fold<k>``): the original's folds were speakers (``-c_idx 2``) or corpus+speaker pairs,
   so validation splits stay speaker-disjoint;
-- rows outside every fold (``h5db_builder_cc_sid``'s all-zero rows of unselected corpora, seed
-  Q-18) are dropped; without fold datasets every row has fold -1 unless ``k_fold`` assigns
+- rows outside every fold (``h5db_builder_cc_sid``'s all-zero rows of unselected corpora) are
+  dropped; without fold datasets every row has fold -1 unless ``k_fold`` assigns
   contiguous blocks as the original trainer's ``-kf`` did.
 """
 

@@ -87,7 +87,7 @@ ACTIVATIONS = (
     "softsign",
     "exponential",
 )
-# custom layers of the original trainer (seed inventory 3.4): named in the error message
+# custom layers of the original trainer (its Highway variants): named in the error message
 ORIGINAL_CUSTOM = ("Highway", "Conv1DHighway", "Conv2DHighway", "Conv3DHighway")
 _SPATIAL = {"1D": 1, "2D": 2, "3D": 3}
 # kernels longer than this (taps on one axis) are computed in pieces (see _Builder.chunked_conv)

@@ -1,6 +1,6 @@
 """The original toolkit's feature settings, task specs and gain bounds, as deepser specs.
 
-Feature presets (seed inventory 1.5: files loaded by librosa at its default 22 050 Hz, min-max
+Feature presets (the original extractor: files loaded by librosa at its default 22 050 Hz, min-max
 gain normalised to [0, 1], then):
 
 - ``mspec``: linear-power mel spectrogram (no log), n_fft 512, hop 512, Hann window, centred

@@ -11,10 +11,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from deepser.models import zoo
 from deepser.models.blocks import model_inputs, task_heads
 
 Builder = Callable[..., keras.Model]
-ARCHITECTURES: dict[str, Builder] = {}
+ARCHITECTURES: dict[str, Builder] = dict(zoo.ARCHITECTURES)
 
 __all__ = [
     "ARCHITECTURES",
@@ -27,7 +28,7 @@ __all__ = [
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
-    """Add an architecture builder to the registry."""
+    """Add an architecture builder to the registry (a decorator, for your own architectures)."""
 
     def wrap(fn: Builder) -> Builder:
         ARCHITECTURES[name] = fn
@@ -67,6 +68,3 @@ def build_model(
         return ARCHITECTURES[architecture](row_shape, layout, tasks, mean, variance, **hparams)
     except TypeError as exc:
         raise ValueError(f"architecture {architecture!r}: {exc}") from None
-
-
-from deepser.models import zoo  # noqa: E402, F401  (registers the architectures)

@@ -28,7 +28,6 @@ from deepser.models.blocks import (
     window_vectors,
 )
 from deepser.models.custom_layers import MaskSteps, PerWindow
-from deepser.models.registry import register
 
 Tasks = Sequence[Mapping[str, Any]]
 IntOrList = int | Sequence[int]
@@ -38,7 +37,6 @@ def _model(features, n_valid, x, tasks: Tasks, name: str) -> keras.Model:
     return keras.Model([features, n_valid], task_heads(x, tasks), name=name)
 
 
-@register("dnn")
 def dnn(
     row_shape: Sequence[int],
     layout: str,
@@ -74,7 +72,6 @@ def dnn(
     return _model(features, n_valid, x, tasks, "dnn")
 
 
-@register("lstm")
 def lstm(
     row_shape: Sequence[int],
     layout: str,
@@ -118,7 +115,6 @@ def lstm(
     return _model(features, n_valid, x, tasks, "lstm")
 
 
-@register("cnn1d")
 def cnn1d(
     row_shape: Sequence[int],
     layout: str,
@@ -191,7 +187,6 @@ def _cnn2d_windows(
     return layers.Dropout(dropout, name="embedding_dropout")(x)
 
 
-@register("cnn2d")
 def cnn2d(
     row_shape: Sequence[int],
     layout: str,
@@ -232,7 +227,6 @@ def cnn2d(
     return _model(features, n_valid, x, tasks, "cnn2d")
 
 
-@register("cnn_lstm")
 def cnn_lstm(
     row_shape: Sequence[int],
     layout: str,
@@ -281,7 +275,6 @@ def cnn_lstm(
     return _model(features, n_valid, x, tasks, "cnn_lstm")
 
 
-@register("raw_cnn_lstm")
 def raw_cnn_lstm(
     row_shape: Sequence[int],
     layout: str,
@@ -368,7 +361,6 @@ def raw_cnn_lstm(
     return _model(features, n_valid, x, tasks, "raw_cnn_lstm")
 
 
-@register("cnn3d")
 def cnn3d(
     row_shape: Sequence[int],
     layout: str,
@@ -435,3 +427,15 @@ def cnn3d(
         reg=reg,
     )
     return _model(features, n_valid, x, tasks, "cnn3d")
+
+
+# name -> builder, in the order the README lists them
+ARCHITECTURES = {
+    "dnn": dnn,
+    "lstm": lstm,
+    "cnn1d": cnn1d,
+    "cnn2d": cnn2d,
+    "cnn_lstm": cnn_lstm,
+    "raw_cnn_lstm": raw_cnn_lstm,
+    "cnn3d": cnn3d,
+}

@@ -1,8 +1,8 @@
 """Training losses (backend-agnostic Keras 3).
 
 The original trainer's focal loss was hard-coded to two classes and its weighted cross-entropy
-always returned 0 (seed-inventory section 3); :class:`SparseFocalLoss` is correct for any number
-of classes: ``gamma = 0`` and no ``alpha`` is exactly sparse categorical cross-entropy.
+always returned 0; :class:`SparseFocalLoss` is correct for any number of classes: ``gamma = 0``
+and no ``alpha`` is exactly sparse categorical cross-entropy.
 """
 
 from __future__ import annotations

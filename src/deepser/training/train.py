@@ -18,6 +18,7 @@ from deepser.database.store import Arrays, DatabaseInfo, read_info, read_labels,
 from deepser.files import atomic_path
 from deepser.runtime import configure_backend
 from deepser.training.batches import ChunkedBatches, class_weights, resample_factors
+from deepser.training.loop import compile_model, fit
 from deepser.training.record import TrainingRecord, write_training
 from deepser.training.settings import (
     experiment_tasks,
@@ -26,6 +27,7 @@ from deepser.training.settings import (
     training_settings,
 )
 from deepser.training.split import FoldSplit, split_fold
+from deepser.training.transfer import initialise_from
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,6 @@ def train(
     import keras
 
     from deepser.models.registry import build_model
-    from deepser.training.loop import compile_model, fit
-    from deepser.training.transfer import initialise_from
 
     data = prepare(db_path, experiment, test_fold)
     model_cfg = dict(experiment.get("model", {}))

@@ -16,6 +16,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import deepser
 from deepser.workflow.code import untracked_modules
 
 # set to 1 (the test suite does) to fail a job that ran library code its rule does not track
@@ -41,8 +42,6 @@ def _check_code_inputs(snakemake: Any, logger: logging.Logger) -> None:
     code = list(getattr(snakemake.input, "code", []) or [])
     if not code:
         return
-    import deepser
-
     root = Path(deepser.__file__).parent
     missing = untracked_modules(root, code)
     if not missing:
