@@ -1,4 +1,5 @@
-# deepser: `make demo` (install + run the workflow on the demo corpus) and `make test`.
+# deepser: `make demo` (install + run the workflow on the demo corpus), `make test` (every test)
+# and `make test-fast` (the unit tier: in-process, no workflow run, about a minute).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 install: $(STAMP)
 
@@ -25,15 +26,20 @@ demo: $(STAMP)
 	@echo "      Model bundle: results/experiments/demo/final/  Databases: results/db/  Logs: results/logs/"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src scripts tests $(wildcard benchmarks)
+	$(BIN)/ruff check src scripts tests $(wildcard benchmarks) $(wildcard tools)
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_original_features.py
+	$(BIN)/python benchmarks/bench_logmel.py
+	$(BIN)/python benchmarks/bench_database_memory.py
 	$(BIN)/python benchmarks/bench_functionals.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_dryrun.py

@@ -1,129 +1,62 @@
-"""Shared fixtures: paths, the EmoDB copy in ../shared, and real Snakemake runs."""
+"""Test tiers and shared fixtures.
+
+- ``tests/unit``: in-process, no Snakemake subprocess, no training beyond a few steps
+  (``make test-fast``);
+- ``tests/integration``: in-process training and model round trips;
+- ``tests/workflow``: the real workflow through Snakemake (re-runs, interruption, SLURM);
+- ``tests/e2e``: the recogniser and the command line on real bundles, live input.
+
+Everything outside ``tests/unit`` is marked ``slow``. Workflow runs in this session fail a job
+that ran library code its rule does not track as an input (``DEEPSER_STRICT_CODE_INPUTS``).
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared" / "corpora" / "emodb"
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+from .helpers import reference_run
 
+os.environ["DEEPSER_STRICT_CODE_INPUTS"] = "1"  # inherited by every workflow run's jobs
 
-def require_emodb() -> Path:
-    """The EmoDB copy, or skip the test with the reason."""
-    if not (EMODB / "meta.tsv").is_file():
-        pytest.skip(
-            f"EmoDB copy not found at {EMODB} (it lives in ../shared, absent in a fresh clone)"
-        )
-    return EMODB
+SLOW_TIERS = ("integration", "workflow", "e2e")
+SLURM_SELECTED = pytest.StashKey[bool]()
 
 
-def write_wav(path: Path, y: np.ndarray, sr: int = 16000, subtype: str = "PCM_16") -> Path:
-    """Write a wav file (creating folders)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y, sr, subtype=subtype)
-    return path
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if Path(item.fspath).parent.name in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+    config.stash[SLURM_SELECTED] = any(Path(i.fspath).name == "test_slurm.py" for i in items)
 
 
-def tone(seconds: float = 1.0, sr: int = 16000, freq: float = 220.0, seed: int = 0) -> np.ndarray:
-    """A harmonic tone with a little noise: a deterministic test signal."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(0.2 / k * np.sin(2 * np.pi * freq * k * t) for k in range(1, 6))
-    return (y + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+@pytest.fixture(scope="session", autouse=True)
+def workflow_on_slurm(request, tmp_path_factory):
+    """When the SLURM test is selected: the reference workflow started on a local SLURM as the
+    session starts, in the background (``tests/workflow/test_slurm.py`` checks it)."""
+    if not request.config.stash.get(SLURM_SELECTED, False):
+        yield None
+        return
+    from .workflow.test_slurm import start_slurm_run
 
-
-def voiced(seconds: float, sr: int = 16000, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    """A vowel-like burst: a glottal-like harmonic series with a slow pitch glide and a 10 ms
-    fade in/out, loud enough for any VAD mode."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sr))) / sr
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))) / sr
-    y = sum((0.3 / k) * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 12))
-    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
-    return (y * ramp).astype(np.float32)
-
-
-def noise(seconds: float, sr: int = 16000, level: float = 1e-3, seed: int = 1) -> np.ndarray:
-    """Background noise (about -60 dBFS)."""
-    rng = np.random.default_rng(seed)
-    return (level * rng.standard_normal(int(round(seconds * sr)))).astype(np.float32)
-
-
-def demo_workflow_config(
-    *,
-    seed: int,
-    n_speakers: int,
-    utterances_per_emotion: int,
-    n_shards: int,
-    max_steps: int,
-    n_folds: int,
-    experiments: dict,
-) -> dict:
-    """A small real workflow: demo corpus -> log-mel (24 bands) -> database with emotion and
-    arousal tasks -> the given experiments."""
-    return {
-        "demo_corpus": {
-            "dir": "data/demo",
-            "seed": seed,
-            "n_speakers": n_speakers,
-            "utterances_per_emotion": utterances_per_emotion,
-        },
-        "corpora": {
-            "demo": {
-                "meta": "data/demo/meta.tsv",
-                "n_shards": n_shards,
-                "columns": {"emotion": "emotion", "speaker": "speaker", "arousal": "arousal"},
-            }
-        },
-        "feature_sets": {"logmel": {"type": "logmel", "sample_rate": 16000, "n_mels": 24}},
-        "databases": {
-            "db": {
-                "corpora": ["demo"],
-                "feature_set": "logmel",
-                "c_len": 10,
-                "max_steps": max_steps,
-                "tasks": ["emotion", "arousal"],
-                "n_folds": n_folds,
-            }
-        },
-        "experiments": experiments,
-    }
-
-
-def run_workflow(
-    workdir: Path, config: dict, *args: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run the real workflow (this repo's Snakefile) in ``workdir`` with ``config``."""
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        str(SNAKEMAKE),
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(cfg),
-        "--cores",
-        "2",
-        *args,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
+    run = start_slurm_run(tmp_path_factory.mktemp("slurm-run"))
+    try:
+        yield run
+    finally:
+        run.stop()  # raises if a daemon it started is still running
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> Path:
+    """The shared reference workflow (``helpers.CONFIG``), run once per session: demo corpus
+    -> log-mel -> database -> 2 folds x 1 experiment -> report and bundle. Read it; copy it
+    before changing anything."""
+    return reference_run(tmp_path_factory)

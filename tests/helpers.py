@@ -112,13 +112,12 @@ def demo_workflow_config(
     }
 
 
-def run_workflow(
-    workdir: Path, config: dict, *args: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run the real workflow (this repo's Snakefile) in ``workdir`` with ``config``."""
+def workflow_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """The command that runs the real workflow (this repo's Snakefile) in ``workdir`` with
+    ``config`` (written there as ``config.yaml``)."""
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
+    return [
         str(SNAKEMAKE),
         "-s",
         str(REPO / "Snakefile"),
@@ -130,6 +129,13 @@ def run_workflow(
         "2",
         *args,
     ]
+
+
+def run_workflow(
+    workdir: Path, config: dict, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the real workflow (this repo's Snakefile) in ``workdir`` with ``config``."""
+    cmd = workflow_command(workdir, config, *args)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(

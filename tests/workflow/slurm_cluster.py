@@ -130,7 +130,7 @@ class LocalSlurm:
     def config(self, ctld_port: int, slurmd_port: int) -> str:
         r = self.root
         mem = max(1000, _mem_total_mb() - 1000)
-        return f"""{MARKER} {os.getpid()} (tests/slurm/cluster.py; removed when it stops)
+        return f"""{MARKER} {os.getpid()} (tests/workflow/slurm_cluster.py; removed when it stops)
 ClusterName=deepsertest
 SlurmctldHost=localhost
 SlurmctldPort={ctld_port}
@@ -268,3 +268,53 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         running = [name for name, proc in self.procs.items() if proc.poll() is None]
         if running:
             raise RuntimeError(f"daemons still running after stop: {running}")
+
+
+class BackgroundRun:
+    """A command (the workflow on this cluster) started in the background on a fresh local
+    SLURM: the SLURM test starts it when the test session starts and checks it at its turn, so
+    the run's waiting for job states overlaps other tests instead of adding to the suite."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cluster: LocalSlurm | None = None
+        self.proc: subprocess.Popen | None = None
+        self.reason: str | None = None
+        self.output = self.root / "snakemake.out"
+        self.seconds = 0.0
+
+    def start(self, command, required: bool) -> BackgroundRun:
+        """Start the cluster, then ``command(workdir)`` (the argv to run); a cluster that cannot
+        start is recorded in :attr:`reason`, not raised."""
+        self.reason = unavailable_reason(install=required)
+        if self.reason:
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cluster = LocalSlurm(self.root / "cluster")
+        try:
+            self.cluster.start()
+        except Exception as exc:  # reported by the test that needs it
+            self.reason = f"the local SLURM did not start: {exc}"
+            return self
+        self.workdir = self.root / "work"
+        self.workdir.mkdir()
+        self._started = time.monotonic()
+        with self.output.open("w") as out:
+            self.proc = subprocess.Popen(
+                command(self.workdir), stdout=out, stderr=subprocess.STDOUT, text=True
+            )
+        return self
+
+    def wait(self, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Wait for the command; its exit status and output (stdout and stderr together)."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self.seconds = time.monotonic() - self._started
+        return subprocess.CompletedProcess(self.proc.args, code, self.output.read_text(), "")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.cluster is not None:
+            self.cluster.stop()

@@ -1,21 +1,22 @@
 """The demo workflow on a real SLURM (single node on localhost) with `--profile profiles/slurm`.
 
 Runs where the test can be root and Debian's slurm-wlm and munge are installed (CI: .ci/run
-installs them and sets DEEPSER_REQUIRE_SLURM=1, so there it fails instead of skipping).
+installs them and sets DEEPSER_REQUIRE_SLURM=1, so there it fails instead of skipping). The run
+starts with the test session (``tests/conftest.py``): most of its two minutes are spent waiting
+for job states, which overlaps the other tests; the test here waits for it and checks it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from ..helpers import CONFIG, REPO, planned, results, run_workflow
-from .slurm_cluster import LocalSlurm, unavailable_reason
+from ..helpers import CONFIG, REPO, planned, results, run_workflow, workflow_command
+from .slurm_cluster import BackgroundRun
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +39,21 @@ SLURM_ARGS = (
 LOCAL_RULES = {"all", "synthesize_demo", "merge_gain", "summarize", "compare_experiments"}
 
 
+def start_slurm_run(root: Path) -> BackgroundRun:
+    """The reference workflow on a fresh local SLURM, started in the background."""
+    run = BackgroundRun(root)
+    return run.start(lambda work: workflow_command(work, CONFIG, *SLURM_ARGS), REQUIRED)
+
+
 @pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    reason = unavailable_reason(install=REQUIRED)
-    if reason:
+def slurm(workflow_on_slurm: BackgroundRun | None) -> BackgroundRun:
+    run = workflow_on_slurm
+    assert run is not None, "the session did not start the SLURM run"
+    if run.reason:
         if REQUIRED:
-            pytest.fail(f"DEEPSER_REQUIRE_SLURM is set, but no local SLURM: {reason}")
-        pytest.skip(f"no local SLURM: {reason}")
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()  # raises if a daemon it started is still running
+            pytest.fail(f"DEEPSER_REQUIRE_SLURM is set, but no local SLURM: {run.reason}")
+        pytest.skip(f"no local SLURM: {run.reason}")
+    return run
 
 
 def job_blocks(out: str) -> dict[str, dict]:
@@ -81,11 +84,11 @@ def rule_of(comment: str) -> str:
 
 
 def test_demo_workflow_runs_through_sbatch_and_equals_a_local_run(
-    slurm: LocalSlurm, tmp_path: Path, reference: Path
+    slurm: BackgroundRun, reference: Path
 ) -> None:
-    started = time.monotonic()
-    proc = run_workflow(tmp_path, CONFIG, *SLURM_ARGS)
-    seconds = time.monotonic() - started
+    proc = slurm.wait()
+    tmp_path, seconds = slurm.workdir, slurm.seconds
+    assert proc.returncode == 0, proc.stdout[-6000:]
     out = proc.stdout + proc.stderr
     plan = planned(proc)
     remote = Counter({r: n for r, n in plan.items() if r not in LOCAL_RULES})
@@ -104,9 +107,9 @@ def test_demo_workflow_runs_through_sbatch_and_equals_a_local_run(
     assert len(submitted) == sum(remote.values()), out[-3000:]
     assert {described[j]["rule"] for j in submitted} == set(remote)
     assert all(d["local"] == (d["rule"] in LOCAL_RULES) for d in described.values())
-    jobs = {j["JobId"]: j for j in slurm.jobs()}
-    ended = {j["JobId"]: j for j in slurm.completed_jobs()}
-    ctld_log = slurm.ctld_log.read_text()
+    jobs = {j["JobId"]: j for j in slurm.cluster.jobs()}
+    ended = {j["JobId"]: j for j in slurm.cluster.completed_jobs()}
+    ctld_log = slurm.cluster.ctld_log.read_text()
     slurm_logs = {p.stem: p for p in (tmp_path / ".snakemake/slurm_logs").rglob("*.log")}
     for job, slurm_id in submitted.items():
         rule = described[job]["rule"]

@@ -1,0 +1,276 @@
+"""The recogniser on a real bundle: the shared reference run's final model (see
+``tests/conftest.py``): the one feature path, the command line, its outputs and errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from ..helpers import REPO, noise, write_wav
+from ..unit.test_recognizer import one_line_error, run_cli
+
+SR = 16000
+
+# ---------------------------------------------------------------------------------------------
+# a real bundle from the real workflow
+
+
+def utterance_stream(work: Path, n: int, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """The first ``n`` demo utterances separated by 0.6-1.2 s of noise; their positions."""
+    meta = pd.read_csv(work / "data/demo/meta.tsv", sep="\t", dtype=str)
+    rng = np.random.default_rng(seed)
+    parts, rows, pos = [], [], 0
+    for i, rec in meta.head(n).iterrows():
+        y, sr = sf.read(work / "data/demo" / rec["path"], dtype="float32")
+        assert sr == SR
+        gap = noise(rng.uniform(0.6, 1.2), seed=i)
+        parts += [gap, y]
+        rows.append(
+            {**rec, "start_s": (pos + gap.size) / SR, "end_s": (pos + gap.size + y.size) / SR}
+        )
+        pos += gap.size + y.size
+    parts.append(noise(1.0, seed=n + 1))
+    return np.concatenate(parts), pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def work(reference: Path) -> Path:
+    return reference
+
+
+@pytest.fixture(scope="module")
+def bundle(work: Path) -> Path:
+    return work / "results/experiments/exp/final"
+
+
+@pytest.fixture(scope="module")
+def engine(bundle: Path):
+    from deepser.recognizer.engine import Engine
+
+    return Engine.from_bundle(bundle)
+
+
+@pytest.fixture(scope="module")
+def stream_wav(work: Path, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    x, utts = utterance_stream(work, 5)
+    path = tmp_path_factory.mktemp("stream") / "stream.wav"
+    write_wav(path, x, subtype="FLOAT")
+    return path, utts
+
+
+def test_engine_features_equal_the_workflow_database(work: Path, engine) -> None:
+    """The recogniser's feature path on an utterance file == the row the workflow built."""
+    import h5py
+
+    from deepser.corpus.audio import load_audio
+
+    meta = pd.read_csv(work / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    with h5py.File(work / "results/db/db.h5") as h5:
+        utt_ids = list(h5["utt_id"].asstr()[()])
+        for i in (0, 7, len(utt_ids) - 1):
+            audio = work / meta.set_index("utt_id").loc[utt_ids[i], "audio"]
+            row, n_valid = engine.features(load_audio(audio, engine.sample_rate))
+            np.testing.assert_array_equal(row, h5["feat"][i])
+            assert n_valid == h5["n_valid"][i]
+            got = engine.predict(row[None], np.array([n_valid]))
+            want = engine.model.predict_on_batch(
+                {"features": h5["feat"][i : i + 1], "n_valid": h5["n_valid"][i : i + 1]}
+            )
+            for task in ("emotion", "arousal"):
+                np.testing.assert_array_equal(got[task], np.asarray(want[task]))
+
+
+def test_a_recognised_segment_has_exactly_the_workflows_features(
+    engine, stream_wav, tmp_path: Path
+) -> None:
+    """File -> recogniser -> segment; the workflow's extraction code on that segment's audio
+    (written to a file, read back by the shard extractor) gives the same features and
+    prediction."""
+    from deepser.database.windows import as_row, cut_windows
+    from deepser.features.extraction import extract_shard
+    from deepser.features.shards import FeatureShard
+    from deepser.recognizer.pipeline import Recognizer
+    from deepser.recognizer.sources import FileSource
+
+    path, _ = stream_wav
+    preds = list(Recognizer(engine).stream(FileSource(path, engine.sample_rate)))
+    assert len(preds) == 5
+    pred = preds[2]
+    seg_wav = write_wav(tmp_path / "segment.wav", pred.segment.audio, subtype="FLOAT")
+    extract_shard([("seg", str(seg_wav))], engine.spec, engine.gain.gain, tmp_path / "shard.h5")
+    with FeatureShard(tmp_path / "shard.h5") as shard:
+        windows, n_valid = cut_windows(shard["seg"], 10, 150)  # the database's window spec
+    workflow_row = as_row(windows, "2d")  # as build_database
+    row, n = engine.features(pred.segment.audio)
+    np.testing.assert_array_equal(row, workflow_row)
+    assert n == n_valid
+    want = engine.model.predict_on_batch(
+        {"features": workflow_row[None], "n_valid": np.array([n_valid], np.int32)}
+    )
+    for task in ("emotion", "arousal"):
+        np.testing.assert_array_equal(pred.outputs[task], np.asarray(want[task])[0])
+
+
+def test_cli_prints_a_timeline_on_stdout(bundle: Path, stream_wav, capsys) -> None:
+    path, utts = stream_wav
+    code, out, err = run_cli(capsys, "--model", bundle, "--wav", path)
+    assert code == 0, err
+    lines = out.splitlines()
+    info = json.loads((bundle / "bundle.json").read_text())
+    expected = ["start_s", "end_s", "speech_ratio"]
+    for task in info["tasks"]:
+        expected += [task["name"]] + [f"{task['name']}_p_{c}" for c in task["classes"]]
+    assert lines[0].split(",") == expected
+    table = pd.read_csv(io.StringIO(out), dtype=str)
+    assert len(table) == len(utts)
+    starts, ends = table["start_s"].astype(float), table["end_s"].astype(float)
+    # each segment covers its utterance's speech (the utterances have silent edges)
+    assert (starts.to_numpy() >= utts["start_s"].to_numpy() - 0.25).all()
+    assert (ends.to_numpy() <= utts["end_s"].to_numpy() + 0.25).all()
+    assert (starts.to_numpy()[1:] >= ends.to_numpy()[:-1]).all()
+    probs = table[[c for c in expected if c.startswith("emotion_p_")]].astype(float)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert set(table["emotion"]) <= set(info["tasks"][0]["classes"])
+    assert "5 segment(s) recognised" in err
+
+
+def test_cli_whole_file_equals_offline_prediction(work: Path, bundle: Path, capsys) -> None:
+    """--whole-file on utterance files gives the evaluation's probabilities (6 decimals)."""
+    import h5py
+
+    from deepser.recognizer.engine import Engine
+
+    meta = pd.read_csv(work / "data/demo/meta.tsv", sep="\t", dtype=str).head(3)
+    files = [work / "data/demo" / p for p in meta["path"]]
+    code, out, err = run_cli(
+        capsys, "--model", bundle, "--whole-file", "--format", "jsonl", "-q", "--wav", *files
+    )
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in rows] == [str(f) for f in files]
+    engine = Engine.from_bundle(bundle)
+    utt_meta = pd.read_csv(work / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    with h5py.File(work / "results/db/db.h5") as h5:
+        index = {u: i for i, u in enumerate(h5["utt_id"].asstr()[()])}
+        for rec, r in zip(meta.itertuples(), rows, strict=True):
+            utt = utt_meta.loc[utt_meta["audio"] == f"data/demo/{rec.path}", "utt_id"].item()
+            i = index[utt]
+            want = engine.model.predict_on_batch(
+                {"features": h5["feat"][i : i + 1], "n_valid": h5["n_valid"][i : i + 1]}
+            )
+            classes = json.loads((bundle / "bundle.json").read_text())["tasks"][0]["classes"]
+            got = [r[f"emotion_p_{c}"] for c in classes]
+            np.testing.assert_allclose(got, np.asarray(want["emotion"])[0], atol=1e-6)
+            assert r["start_s"] == 0.0
+
+
+def test_cli_jsonl_csv_log_and_label_mode(bundle: Path, stream_wav, tmp_path: Path, capsys):
+    path, utts = stream_wav
+    log, jsonl = tmp_path / "t.csv", tmp_path / "t.jsonl"
+    code, out, err = run_cli(
+        capsys,
+        "--model",
+        bundle,
+        "--wav",
+        path,
+        "--log",
+        log,
+        "--jsonl",
+        jsonl,
+        "--output",
+        "label",
+    )
+    assert code == 0 and out == "", err
+    table = pd.read_csv(log)
+    assert list(table.columns) == ["start_s", "end_s", "speech_ratio", "emotion", "arousal"]
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) == len(table) == len(utts)
+    assert [r["emotion"] for r in records] == list(table["emotion"])
+    assert records[0].keys() == set(table.columns)
+
+
+def test_cli_batch_over_files_and_a_meta(work: Path, bundle: Path, tmp_path: Path, capsys):
+    meta = work / "data/demo/meta.tsv"
+    table = pd.read_csv(meta, sep="\t", dtype=str)
+    # some inputs in other formats: stereo 44.1 kHz FLAC
+    y, sr = sf.read(work / "data/demo" / table["path"][0], dtype="float32")
+    import soxr
+
+    flac = tmp_path / "stereo.flac"
+    sf.write(flac, np.stack([soxr.resample(y, sr, 44100)] * 2, axis=1), 44100)
+    code, out, err = run_cli(
+        capsys, "--model", bundle, "--wav", flac, work / "data/demo" / table["path"][1]
+    )
+    assert code == 0, err
+    combined = pd.read_csv(io.StringIO(out))
+    assert combined.columns[0] == "file" and set(combined["file"]) == {
+        str(flac),
+        str(work / "data/demo" / table["path"][1]),
+    }
+    assert "recognising" in err  # the progress bar (stderr)
+    small = tmp_path / "meta.tsv"
+    table.head(4).to_csv(small, sep="\t", index=False)
+    for p in table["path"].head(4):  # paths are relative to the meta's folder
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes((work / "data/demo" / p).read_bytes())
+    code, out, err = run_cli(
+        capsys, "--model", bundle, "--meta", small, "--out-dir", tmp_path / "out", "-q"
+    )
+    assert code == 0 and out == "" and err == "", err
+    made = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
+    want = sorted(str(Path(p).with_suffix(".csv")) for p in table["path"].head(4))
+    assert [m for m in made if m.endswith(".csv")] == want
+    one = pd.read_csv(tmp_path / "out" / want[0])
+    assert list(one.columns[:3]) == ["start_s", "end_s", "speech_ratio"] and len(one) == 1
+
+
+def test_cli_auto_gain_prints_calibration_status(bundle: Path, stream_wav, capsys) -> None:
+    path, _ = stream_wav
+    code, out, err = run_cli(
+        capsys, "--model", bundle, "--wav", path, "--gain", "auto", "--practice", "2"
+    )
+    assert code == 0, err
+    assert "calibrating 0/2" in err and "calibrating 1/2" in err and "keep widening" in err
+    assert "not min-max" in err  # the tiny bundle was trained without min-max gain
+    assert len(out.splitlines()) == 6
+
+
+def test_enrol_needs_a_speaker_normalised_model(bundle: Path, stream_wav, capsys) -> None:
+    path, _ = stream_wav
+    code, out, err = run_cli(capsys, "--model", bundle, "--enrol", path, "--wav", path)
+    assert code == 1 and out == ""
+    assert "--enrol needs a model trained with speaker-level normalisation" in err
+
+
+def test_error_model_contradicts_bundle(bundle: Path, stream_wav, tmp_path: Path) -> None:
+    """A subprocess, so nothing but the error line may reach stderr (no TF notices either)."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    info = json.loads((broken / "bundle.json").read_text())
+    info["window_spec"]["dims"] += 1
+    (broken / "bundle.json").write_text(json.dumps(info))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/recognize.py"),
+            "--model",
+            broken,
+            "--wav",
+            stream_wav[0],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_error(proc.returncode, proc.stderr, "the model expects input", "bundle.json says")
+    assert proc.stdout == ""
