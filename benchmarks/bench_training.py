@@ -13,7 +13,7 @@
    the last, partial batch) is not timed. Each loop also splits its time into waiting for the
    next batch and the training step.
 
-The database is synthetic, in the format of ``deepser.database.build_database``: ``--rows``
+The database is synthetic, in the format of ``deepser.database.build.build_database``: ``--rows``
 utterances of 20 speakers in 4 speaker folds, rows of shape (T=10, 1, c_len=10, D=80) (the
 original toolkit's mel windows), 4 emotion classes with class-dependent feature offsets,
 ``n_valid`` in [5, 10]. It is written in blocks, so memory stays bounded at any ``--rows``.

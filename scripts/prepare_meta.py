@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepser.corpus.meta import CorpusSpec, read_meta, write_table
+from deepser.corpus.meta import CorpusSpec, read_meta
 from deepser.files import write_json, write_tsv
 from deepser.workflow.rulelog import rule_log
 
@@ -10,7 +10,7 @@ sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:
     spec = CorpusSpec.from_config(sm.wildcards.corpus, sm.params.corpus)
     result = read_meta(spec)
-    write_table(sm.output.meta, result.table)
+    write_tsv(sm.output.meta, result.table)
     write_json(sm.output.vocab, result.vocab, sort_keys=False)  # keeps the column order
     columns = ["utt_id", "audio", "line", "stage", "reason"]
     write_tsv(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))

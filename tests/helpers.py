@@ -253,14 +253,14 @@ def run_stages(
     ``corpora``: name -> a ``corpora:`` config entry (one shard each); ``experiments`` run in
     order (``init_from`` names an earlier one). Returns the database and experiment folders."""
     from deepser.corpus.gain import resolve_gain
-    from deepser.corpus.meta import CorpusSpec, read_meta, write_table
+    from deepser.corpus.meta import CorpusSpec, read_meta
     from deepser.database.build import CorpusInput, build_database
     from deepser.evaluation.fold import evaluate_fold
     from deepser.evaluation.summary import summarize
     from deepser.features.augment import waveform_config
     from deepser.features.extraction import extract_shard
     from deepser.features.registry import resolve_spec
-    from deepser.files import write_json
+    from deepser.files import write_json, write_tsv
     from deepser.training.final import train_final
     from deepser.training.train import train
     from deepser.workflow.config import resolve_experiments
@@ -272,7 +272,7 @@ def run_stages(
     for name, cfg in corpora.items():
         folder = work / "corpora" / name
         result = read_meta(CorpusSpec.from_config(name, {**cfg, "n_shards": 1}))
-        write_table(folder / "meta.tsv", result.table)
+        write_tsv(folder / "meta.tsv", result.table)
         write_json(folder / "vocab.json", result.vocab, sort_keys=False)
         rows = list(zip(result.table["utt_id"], result.table["audio"], strict=True))
         extract_shard(rows, spec, gain, folder / "shard-0.h5", augment=augment)

@@ -1,7 +1,7 @@
 """Leave-one-speaker-out sweep of a config's experiments without Snakemake's per-job start-up.
 
 An experiment runner, not a benchmark. It runs the library's own per-fold functions
-(``deepser.training.train.train`` then ``deepser.evaluation.predictions.evaluate_fold``) for
+(``deepser.training.train.train`` then ``deepser.evaluation.fold.evaluate_fold``) for
 every fold of each experiment, ``--workers`` folds at a time in long-lived worker processes (one
 thread each), pools the folds with ``deepser.metrics.summarize_experiment`` (as the workflow's
 summary does) and prints one JSON line per experiment: mean +- sample std of the task's UA over

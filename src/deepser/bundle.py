@@ -63,7 +63,8 @@ class Bundle:
     def gain_warning(self) -> str | None:
         """A note when the training corpora were normalised differently (the recogniser applies
         the first corpus's gain)."""
-        if len({repr(sorted(g.items())) for g in self.gains.values()}) <= 1:
+        gains = list(self.gains.values())
+        if all(g == gains[0] for g in gains):
             return None
         first = next(iter(self.gains))
         return (
@@ -107,6 +108,13 @@ class Bundle:
         missing = [k for k in REQUIRED if k not in data]
         if missing:
             raise BundleError(f"{where}: missing {', '.join(missing)}")
+        try:
+            return cls._from_checked(data)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{where}: malformed ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_checked(cls, data: Mapping[str, Any]) -> Bundle:
         gain = dict(data.get("gain") or {"method": "none"})
         gains = dict(data.get("gains") or {})
         if "method" not in gain:  # the older per-corpus form

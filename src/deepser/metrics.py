@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TASK_TYPES = ("categorical", "continuous")
+from deepser.tasks import task_type
 
 
 def _check_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,15 +172,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
     }
 
 
-def _task_type(task: Mapping[str, Any]) -> str:
-    kind = task.get("type", "categorical")
-    if kind not in TASK_TYPES:
-        raise ValueError(
-            f"task {task.get('name')!r}: type must be one of {TASK_TYPES}, got {kind!r}"
-        )
-    return kind
-
-
 def _task_columns(predictions: pd.DataFrame, name: str) -> tuple[pd.Series, pd.Series]:
     missing = [c for c in (f"{name}_true", f"{name}_pred") if c not in predictions.columns]
     if missing:
@@ -216,7 +207,7 @@ def fold_metrics(predictions: pd.DataFrame, tasks: Sequence[Mapping[str, Any]]) 
     out: dict[str, Any] = {}
     for task in tasks:
         name = task["name"]
-        kind = _task_type(task)
+        kind = task_type(task)
         true, pred = _task_columns(predictions, name)
         if kind == "categorical":
             classes = [str(c) for c in task["classes"]]
@@ -290,7 +281,7 @@ def summarize_experiment(
     fold_predictions: Sequence[pd.DataFrame],
     tasks: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The experiment's ``metrics.json`` (contract: experiment metrics).
+    """The experiment's ``metrics.json`` (written by :func:`deepser.evaluation.summary.summarize`).
 
     ``{"experiment", "n_folds", "tasks": {T: {"classes", "ua", "wa", "macro_f1", "pooled"}}}`` for
     categorical tasks, ``{T: {"ccc", "pooled": {"ccc"}}}`` for continuous ones. Each metric holds
@@ -311,7 +302,7 @@ def summarize_experiment(
     out: dict[str, Any] = {}
     for task in tasks:
         name = task["name"]
-        kind = _task_type(task)
+        kind = task_type(task)
         per_fold: list[Mapping[str, Any]] = []
         for k, fm in enumerate(fold_metrics_list):
             if name not in fm.get("tasks", {}):

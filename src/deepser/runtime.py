@@ -36,6 +36,23 @@ def configure_backend(threads: int, seed: int, deterministic: bool = True) -> No
 
 
 @contextlib.contextmanager
+def redirect_fds(target: int, fds: tuple[int, ...]) -> Iterator[dict[int, int]]:
+    """Point the file descriptors ``fds`` at ``target`` for the block, so that what C
+    libraries write there goes too; yield copies of the originals ({fd: copy})."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in fds}
+    try:
+        for fd in fds:
+            os.dup2(target, fd)
+        yield saved
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+@contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Silence C-level stderr for the block: ALSA/JACK chatter when PortAudio starts, and
     TensorFlow's start-up notices (printed whatever TF_CPP_MIN_LOG_LEVEL says)."""
@@ -44,15 +61,11 @@ def quiet_stderr() -> Iterator[None]:
     except (AttributeError, OSError, ValueError):  # pytest capture: nothing to silence
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, fd)
-        yield
+        with redirect_fds(devnull, (fd,)):
+            yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
         os.close(devnull)
 
 

@@ -41,6 +41,10 @@ def test_old_per_corpus_gain_reads_as_gain_and_gains() -> None:
     assert bundle.gain == {"method": "peak", "target": 0.5}
     assert set(bundle.gains) == {"a", "b"} and "'a'" in bundle.gain_warning
     assert read_bundle(OLD / "lstm").gain_warning is None  # one corpus
+    same = {"method": "minmax", "range": [0, 1], "min": -1.0, "max": 1.0}
+    reordered = dict(reversed(list(same.items())))
+    bundle = Bundle.from_json({**bundle.to_json(), "gains": {"a": same, "b": reordered}})
+    assert bundle.gain_warning is None  # the same gain, keys in another order
 
 
 def test_bundle_json_round_trips_and_is_checked(tmp_path: Path) -> None:
@@ -57,6 +61,10 @@ def test_bundle_json_round_trips_and_is_checked(tmp_path: Path) -> None:
     ):
         (folder / "bundle.json").write_text(json.dumps(broken))
         with pytest.raises(BundleError, match=message):
+            read_bundle(folder)
+    for broken in ({**data, "tasks": None}, {**data, "gain": "peak"}):
+        (folder / "bundle.json").write_text(json.dumps(broken))
+        with pytest.raises(BundleError, match="malformed"):
             read_bundle(folder)
     (folder / "bundle.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):

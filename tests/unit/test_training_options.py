@@ -181,3 +181,14 @@ def test_experiment_cross_checks_name_the_problem() -> None:
         {"experiments": {"a": base, "b": {"database": "db2", "init_from": "a"}}}
     )
     assert resolved["b"]["model"] == base["model"]  # a fine-tuned model keeps its source's sizes
+
+
+def test_the_monitored_task_must_be_categorical() -> None:
+    from deepser.training.settings import monitor_task
+
+    tasks = [{"name": "score", "type": "continuous"}, {"name": "emotion", "classes": ["a", "b"]}]
+    assert monitor_task(tasks, None)["name"] == "emotion"
+    assert monitor_task(tasks[:1], None) is None  # nothing to stop early on
+    for name in ("score", "nope"):
+        with pytest.raises(ValueError, match=f"monitor: '{name}' is not a categorical task"):
+            monitor_task(tasks, name)

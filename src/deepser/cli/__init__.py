@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from deepser import __version__
 from deepser.cli import demo, legacy, recognize
-from deepser.cli.common import error_exit, join_negative_gain
+from deepser.cli.common import join_negative_gain
 from deepser.errors import DeepserError, UsageError
 
 PROG = "deepser"
@@ -63,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(command, args)
     except UsageError as exc:
         command.error(str(exc))
-    except (DeepserError, OSError) as exc:
-        return error_exit(f"{PROG} {args.command}", exc)
+    except (DeepserError, OSError) as exc:  # the message as it is (it may list problems)
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from deepser.corpus.demo import EMOTIONS, synthesize_corpus
-
 DESCRIPTION = (
-    "Synthesize a small, deterministic, speech-like emotional corpus "
-    f"({', '.join(EMOTIONS)}) as 16-bit mono WAV files plus meta.tsv."
+    "Synthesize a small, deterministic, speech-like emotional corpus (four emotions, speakers "
+    "alternating female and male) as 16-bit mono WAV files plus meta.tsv."
 )
 
 
@@ -42,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    # imported here, not at the top: the other commands' start-up does not load it
+    from deepser.corpus.demo import EMOTIONS, synthesize_corpus
+
     try:
         meta = synthesize_corpus(
             args.out_dir,

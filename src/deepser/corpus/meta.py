@@ -22,7 +22,7 @@ import pandas as pd
 
 from deepser.corpus.audio import check_audio
 from deepser.errors import AudioError, MetaError, Problem
-from deepser.files import read_tsv, write_tsv
+from deepser.files import read_tsv
 
 META_FIXED_COLUMNS = ("utt_id", "audio", "shard", "line")
 
@@ -312,11 +312,6 @@ def read_meta(spec: CorpusSpec, check_files: bool = True) -> MetaResult:
         )
         vocab[col.name] = {"type": "categorical", "classes": classes}
     return MetaResult(table=table, vocab=vocab, rejected=rejected)
-
-
-def write_table(path: str | Path, table: pd.DataFrame) -> None:
-    """Write a normalised meta TSV (atomically)."""
-    write_tsv(path, table)
 
 
 def read_table(

@@ -30,6 +30,7 @@ import numpy as np
 from deepser.features.augment import is_augmented
 from deepser.files import atomic_path
 from deepser.hdf5 import STR, read_attrs, write_attrs
+from deepser.tasks import is_categorical
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def class_counts(info: DatabaseInfo, tasks: Sequence[Mapping[str, Any]]) -> dict
     labels = read_labels(info.path, np.flatnonzero(~info.augmented), cols)
     counts = {}
     for j, task in enumerate(tasks):
-        if task["type"] == "categorical":
+        if is_categorical(task):
             values = labels[:, j].astype(int)
             counts[task["name"]] = {
                 c: int((values == i).sum()) for i, c in enumerate(task["classes"])

@@ -21,6 +21,7 @@ from deepser.database.normalise import SpeakerNorm
 from deepser.database.store import DatabaseInfo, read_rows
 from deepser.files import atomic_path
 from deepser.models import as_inputs
+from deepser.tasks import is_categorical
 
 ID_COLUMNS = ("corpus", "utt_id", "speaker", "fold")
 
@@ -49,7 +50,7 @@ def predictions_table(
     )
     for j, task in enumerate(tasks):
         name, y = task["name"], arrays.label[:, j]
-        if task["type"] == "categorical":
+        if is_categorical(task):
             classes = task["classes"]
             proba = np.asarray(out[name])
             table[f"{name}_true"] = [classes[int(i)] for i in y]
@@ -74,13 +75,13 @@ def read_predictions(path: str | Path, tasks: Sequence[Mapping[str, Any]]) -> pd
     floats (an empty cell: not labelled)."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table["fold"] = table["fold"].astype(int)
-    numeric = [c for t in tasks for c in table.columns if c.startswith(f"{t['name']}_p_")]
-    numeric += [
-        f"{t['name']}_{end}"
-        for t in tasks
-        if t.get("type", "categorical") != "categorical"
-        for end in ("true", "pred")
-    ]
+    numeric = []
+    for task in tasks:
+        name = task["name"]
+        if is_categorical(task):
+            numeric += [f"{name}_p_{c}" for c in task["classes"]]
+        else:
+            numeric += [f"{name}_true", f"{name}_pred"]
     for column in numeric:
         table[column] = pd.to_numeric(table[column].replace("", np.nan))
     return table

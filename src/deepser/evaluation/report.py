@@ -391,7 +391,7 @@ def write_html_report(
 ) -> Path:
     """Write a single self-contained HTML report of one experiment (or a grid of them).
 
-    ``summary``: the experiment ``metrics.json`` (contract: experiment metrics).
+    ``summary``: the experiment's ``metrics.json`` (:func:`deepser.evaluation.summary.summarize`).
     ``fold_table``: one row per fold (fold, test speakers, n_test, validation speakers,
     best_epoch, UA/WA/F1 per task, ...); without it the per-fold values of ``summary`` are shown.
     ``images``: caption -> image file, embedded as base64. ``folds_speakers``: one dict per fold.

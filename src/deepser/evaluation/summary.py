@@ -15,6 +15,7 @@ from deepser.evaluation import report
 from deepser.evaluation.predictions import read_predictions
 from deepser.files import read_json, read_tsv, write_json
 from deepser.metrics import summarize_experiment
+from deepser.tasks import is_categorical
 from deepser.training.record import read_training
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def summarize(
     images: dict[str, Path] = {}
     for task in tasks:
         entry = summary["tasks"][task["name"]]
-        if task["type"] == "categorical":
+        if is_categorical(task):
             path = plots / f"confusion-{task['name']}.png"
             report.plot_confusion(
                 entry["pooled"]["confusion"],
@@ -68,7 +69,7 @@ def summarize(
     counts = {}
     with_labels = pd.concat(predictions, ignore_index=True)
     for task in tasks:
-        if task["type"] == "categorical":
+        if is_categorical(task):
             values = with_labels[f"{task['name']}_true"].value_counts()
             counts[task["name"]] = {c: int(values.get(c, 0)) for c in task["classes"]}
     if counts:

@@ -4,10 +4,11 @@ The original builders (``h5db_builder.py``, ``h5db_builder_cc_sid.py``) wrote
 only ``feat`` (float64; 2d ``(N, T, 1, c_len, D)``, 3d ``(N, 1, T, c_len, D)``, or frame
 sequences ``(N, T, D)``), ``label`` (float64 ``(N, n_labels)``, the meta columns chosen with
 ``-mt``) and, with folds, ``start_indice`` / ``end_indice`` (float64 or int64; fold k is rows
-``start_indice[k]:end_indice[k]``). The converted file has deepser's layout (contract 'H5
-database'): ``feat`` as float32 in the same 2d / 3d layout (frame sequences become 2d with
-``c_len`` 1), ``label`` with one column per task (in task order, classes checked), ``n_valid``,
-``fold``, ``utt_id``, ``speaker``, ``corpus`` and the attributes training reads.
+``start_indice[k]:end_indice[k]``). The converted file has deepser's layout
+(:mod:`deepser.database.store`): ``feat`` as float32 in the same 2d / 3d layout (frame
+sequences become 2d with ``c_len`` 1), ``label`` with one column per task (in task order,
+classes checked), ``n_valid``, ``fold``, ``utt_id``, ``speaker``, ``corpus`` and the
+attributes training reads.
 
 What the original did not record is reconstructed, and said so in the ``source`` attribute:
 
@@ -35,6 +36,7 @@ from deepser.database.windows import layout_shape
 from deepser.errors import LegacyDatabaseError, SpecError
 from deepser.files import config_hash
 from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
+from deepser.tasks import is_categorical
 
 BLOCK_ROWS = 256
 
@@ -104,7 +106,7 @@ def _label_matrix(labels: np.ndarray, tasks: Sequence[Mapping[str, Any]], path: 
                 f"{labels.shape[1]} columns)"
             )
         values = labels[:, col].astype(np.float64)
-        if task["type"] == "categorical":
+        if is_categorical(task):
             n = len(task["classes"])
             bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values >= n))
             if bad.size:

@@ -21,6 +21,7 @@ from deepser.errors import LegacyModelError
 from deepser.legacy.keras2 import LegacyModel, build_model, read_legacy
 from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
 from deepser.models import FEATURES, INPUT_NAMES, N_VALID
+from deepser.tasks import is_categorical
 
 
 def window_spec(shape: Sequence[int | None], layout: str | None = None) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def import_legacy(
     for task in task_list:  # by name: a dict of outputs does not keep the tasks' order
         output = outputs[task["name"]]
         units = output.shape[-1]
-        want = len(task["classes"]) if task["type"] == "categorical" else 1
+        want = len(task["classes"]) if is_categorical(task) else 1
         if len(output.shape) != 2 or units != want:
             raise LegacyModelError(
                 f"task {task['name']!r} has {want} class(es) but its output has shape "

@@ -82,7 +82,7 @@ def feature_config(text: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def feature_spec(text: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The explicit feature spec (:func:`deepser.features.resolve_spec`) of
+    """The explicit feature spec (:func:`deepser.features.registry.resolve_spec`) of
     :func:`feature_config`."""
     config = feature_config(text)
     try:

@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from deepser.recognizer.engine import Prediction
+from deepser.tasks import is_categorical
 
 OUTPUT_MODES = ("proba", "label")
 
@@ -29,7 +30,7 @@ def columns(tasks: Sequence[Mapping[str, Any]], mode: str = "proba", with_file: 
     cols += ["start_s", "end_s", "speech_ratio"]
     for task in tasks:
         cols.append(task["name"])
-        if mode == "proba" and task.get("type", "categorical") == "categorical":
+        if mode == "proba" and is_categorical(task):
             cols += [f"{task['name']}_p_{c}" for c in task["classes"]]
     return cols
 
@@ -50,7 +51,7 @@ def row(
     )
     for task in tasks:
         name, value = task["name"], np.asarray(pred.outputs[task["name"]]).reshape(-1)
-        if task.get("type", "categorical") != "categorical":
+        if not is_categorical(task):
             out[name] = _num(value[0])
             continue
         out[name] = task["classes"][int(np.argmax(value))]

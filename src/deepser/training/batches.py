@@ -26,6 +26,7 @@ from deepser.database.store import (
     to_time_major,
 )
 from deepser.models import as_inputs
+from deepser.tasks import is_categorical
 from deepser.training.spec_augment import spec_augment
 
 
@@ -157,7 +158,7 @@ class ChunkedBatches:
         targets, sample_weights = {}, {}
         for j, task in enumerate(self.tasks):
             y = buf.label[idx, j]
-            if task["type"] == "categorical":
+            if is_categorical(task):
                 targets[task["name"]] = y.astype(np.int32)
                 w = self.weights.get(task["name"])
                 sample_weights[task["name"]] = (
@@ -179,11 +180,6 @@ class ChunkedBatches:
             )
             feat = to_time_major(masked, self.layout)  # the swap is its own inverse
         return as_inputs(feat, buf.n_valid[idx]), targets, sample_weights
-
-    def forever(self):
-        """Endless batches, epoch after epoch (for ``fit(..., steps_per_epoch=len(self))``)."""
-        while True:
-            yield from self.epoch()
 
 
 def prefetch(items, depth: int = 2):

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from deepser.tasks import is_categorical
+
 
 @keras.saving.register_keras_serializable(package="deepser")
 class SparseFocalLoss(keras.losses.Loss):
@@ -93,7 +95,7 @@ class ConcordanceLoss(keras.losses.Loss):
 
 def task_loss(task: dict, training: dict) -> keras.losses.Loss | str:
     """The loss of one task under the experiment's training settings."""
-    if task["type"] != "categorical":
+    if not is_categorical(task):
         return (
             ConcordanceLoss() if training.get("regression_loss") == "ccc" else "mean_squared_error"
         )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deepser.database.store import DatabaseInfo
+from deepser.tasks import is_categorical
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 40,
@@ -41,11 +42,6 @@ def training_settings(experiment: Mapping[str, Any]) -> dict[str, Any]:
     return {**TRAINING_DEFAULTS, **experiment.get("training", {})}
 
 
-def is_categorical(task: Mapping[str, Any]) -> bool:
-    """Whether a task has classes (else it is continuous)."""
-    return task.get("type", "categorical") == "categorical"
-
-
 def experiment_tasks(info: DatabaseInfo, weights: Mapping[str, float] | None) -> list[dict]:
     """The database tasks an experiment trains (all, unless it names some), with loss weights."""
     by_name = {t["name"]: t for t in info.tasks}
@@ -57,8 +53,12 @@ def experiment_tasks(info: DatabaseInfo, weights: Mapping[str, float] | None) ->
 
 
 def monitor_task(tasks: list[dict], name: str | None) -> dict | None:
-    """The categorical task whose validation UA drives early stopping (None: no categorical
-    task, so no early stopping)."""
-    if name is not None:
-        return next(t for t in tasks if t["name"] == name)
-    return next((t for t in tasks if is_categorical(t)), None)
+    """The categorical task whose validation UA drives early stopping: the one named, else the
+    first categorical task (None: there is none, so no early stopping)."""
+    if name is None:
+        return next((t for t in tasks if is_categorical(t)), None)
+    named = [t for t in tasks if t["name"] == name]
+    if not named or not is_categorical(named[0]):
+        choices = [t["name"] for t in tasks if is_categorical(t)]
+        raise ValueError(f"monitor: {name!r} is not a categorical task of the experiment {choices}")
+    return named[0]

@@ -17,15 +17,11 @@ from deepser.database.normalise import SpeakerNorm, feature_moments
 from deepser.database.store import Arrays, DatabaseInfo, read_info, read_labels, read_rows
 from deepser.files import atomic_path
 from deepser.runtime import configure_backend
+from deepser.tasks import is_categorical
 from deepser.training.batches import ChunkedBatches, class_weights, resample_factors
 from deepser.training.loop import compile_model, fit
 from deepser.training.record import TrainingRecord, write_training
-from deepser.training.settings import (
-    experiment_tasks,
-    is_categorical,
-    monitor_task,
-    training_settings,
-)
+from deepser.training.settings import experiment_tasks, monitor_task, training_settings
 from deepser.training.split import FoldSplit, split_fold
 from deepser.training.transfer import initialise_from
 
@@ -45,7 +41,11 @@ class FoldData:
     batches: ChunkedBatches
     val: Arrays | None
     monitor: dict[str, Any] | None
-    in_ram: bool
+
+    @property
+    def in_ram(self) -> bool:
+        """Whether the training rows are held in memory (else read block by block)."""
+        return self.batches.arrays is not None
 
 
 def prepare(db_path: str | Path, experiment: Mapping[str, Any], test_fold: int | None) -> FoldData:
@@ -109,9 +109,7 @@ def prepare(db_path: str | Path, experiment: Mapping[str, Any], test_fold: int |
         if monitor is None:
             raise ValueError("early stopping needs a categorical task to monitor")
         val = read_rows(db_path, split.val, cols, norm)
-    return FoldData(
-        info, tasks, split, normalisation, mean, var, batches, val, monitor, bool(in_ram)
-    )
+    return FoldData(info, tasks, split, normalisation, mean, var, batches, val, monitor)
 
 
 def train(

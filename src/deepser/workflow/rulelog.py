@@ -2,40 +2,25 @@
 
 Python's stdout, stderr, logging and progress bars, and also what C libraries write to the file
 descriptors 1 and 2 (TensorFlow's start-up notices), so the console of a run shows Snakemake's
-progress and, for a failed job, one line naming the error. After the job, the library modules
-it loaded are checked against its code inputs (:mod:`deepser.workflow.code`).
+progress; a failed job adds its error message (and Snakemake its traceback). After the job, the
+library modules it loaded are checked against its code inputs (:mod:`deepser.workflow.code`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import deepser
+from deepser.runtime import redirect_fds
 from deepser.workflow.code import untracked_modules
 
 # set to 1 (the test suite does) to fail a job that ran library code its rule does not track
 STRICT_CODE_INPUTS = "DEEPSER_STRICT_CODE_INPUTS"
-
-
-@contextmanager
-def _descriptors_to(fh) -> Iterator[int]:
-    """Point file descriptors 1 and 2 at ``fh`` for the block; yield a descriptor of the
-    original stderr (the console)."""
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    try:
-        for fd in (1, 2):
-            os.dup2(fh.fileno(), fd)
-        yield saved[2]
-    finally:
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
 
 
 def _check_code_inputs(snakemake: Any, logger: logging.Logger) -> None:
@@ -62,11 +47,9 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
     line with the error on the console, and re-raise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     path = snakemake.log[0]
-    sys.stdout.flush()
-    sys.stderr.flush()
     with (
         open(path, "w", buffering=1, encoding="utf-8") as fh,
-        _descriptors_to(fh) as console,
+        redirect_fds(fh.fileno(), (1, 2)) as originals,
         redirect_stderr(fh),
         redirect_stdout(fh),
     ):
@@ -83,5 +66,5 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
             _check_code_inputs(snakemake, logger)
         except Exception as exc:
             logger.error("%s: %s", type(exc).__name__, exc)
-            os.write(console, f"[{snakemake.rule}] {type(exc).__name__}: {exc}\n".encode())
+            os.write(originals[2], f"[{snakemake.rule}] {type(exc).__name__}: {exc}\n".encode())
             raise
