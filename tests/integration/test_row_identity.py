@@ -12,6 +12,7 @@ import numpy as np
 
 from deepser.corpus.demo import synthesize_corpus
 from deepser.evaluation.predictions import read_predictions
+from deepser.training.record import read_training
 
 from ..helpers import run_stages
 
@@ -41,10 +42,8 @@ def test_corpora_sharing_paths_are_told_apart_end_to_end(tmp_path: Path) -> None
         corpus = list(h5["corpus"].asstr()[()])
     assert len(utt) == 32 and len(set(utt)) == 16  # each path in both corpora
     assert len(set(zip(corpus, utt, strict=True))) == 32
-    tables = [
-        read_predictions(out["exp"] / f"fold-{k}/predictions.csv", [{"name": "emotion"}])
-        for k in range(2)
-    ]
+    tasks = read_training(out["exp"] / "fold-0/training.json").tasks
+    tables = [read_predictions(out["exp"] / f"fold-{k}/predictions.csv", tasks) for k in range(2)]
     keys = [(c, u) for t in tables for c, u in zip(t["corpus"], t["utt_id"], strict=True)]
     assert sorted(keys) == sorted(zip(corpus, utt, strict=True))  # every row exactly once
     summary = json.loads((out["exp"] / "metrics.json").read_text())
