@@ -22,12 +22,16 @@ wildcard_constraints:
     rate=r"\d+",
     experiment=alternatives(EXPERIMENTS) or "no-experiment",
     fold=r"\d+",
+    n_inner=r"\d+",
+    fusion=alternatives(FUSIONS) or "no-fusion",
+    selection=alternatives(SELECTIONS) or "no-selection",
 
 
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/database.smk"
 include: "rules/training.smk"
+include: "rules/combine.smk"
 
 
 rule all:

@@ -9,6 +9,8 @@ from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
 from deepser.workflow.code import library_modules
 from deepser.workflow.config import (
     augment_config,
+    baseline_settings,
+    with_baseline_feature_sets,
     check_config,
     feature_spec,
     gain_config,
@@ -27,6 +29,9 @@ if _config_problems:
 
 RESULTS = config.get("results", "results")
 CORPORA = config["corpora"]
+config["feature_sets"] = with_baseline_feature_sets(
+    config
+)  # + the baselines' implied set
 FEATURE_SETS = config["feature_sets"]
 DATABASES = config["databases"]
 LIBRARY = Path(deepser.__file__).parent
@@ -170,14 +175,80 @@ def fold_files(name):
     return files
 
 
+FUSIONS = config.get("fusions") or {}
+SELECTIONS = config.get("selections") or {}
+
+
+def experiment_baseline(wildcards):
+    """The classic baseline's metrics of the experiment's database ([] when it has none)."""
+    database = EXPERIMENTS[wildcards.experiment]["database"]
+    if baseline_settings(config, database) is None:
+        return []
+    return f"{RESULTS}/baselines/{database}/metrics.json"
+
+
+def baseline_shards(wildcards):
+    settings = baseline_settings(config, wildcards.database)
+    return [
+        f"{RESULTS}/corpora/{c}/features/{settings['feature_set']}/shard-{k}.h5"
+        for c in DATABASES[wildcards.database]["corpora"]
+        for k in range(CORPORA[c]["n_shards"])
+    ]
+
+
+def member_files(kind, key, name):
+    """Per-fold files of each member (fusion) or candidate (selection), member by member
+    (an input function; every member has the same number of folds). ``name`` "inner": the
+    inner-fold predictions of the entry's ``inner_folds``."""
+
+    def files(wildcards):
+        entry = (FUSIONS if kind == "fusion" else SELECTIONS)[getattr(wildcards, kind)]
+        if name == "inner":
+            name_ = f"inner-{entry.get('inner_folds', 3)}.csv"
+        else:
+            name_ = name
+        out = []
+        for member in entry[key]:
+            n = database_n_folds(EXPERIMENTS[member]["database"])
+            out += expand(
+                f"{RESULTS}/experiments/{member}/fold-{{fold}}/{name_}", fold=range(n)
+            )
+        return out
+
+    return files
+
+
+def fusion_inner(wildcards):
+    method = FUSIONS[wildcards.fusion].get("method", "average")
+    if method == "average":
+        return []
+    return member_files("fusion", "members", "inner")(wildcards)
+
+
 def all_experiments():
-    comparison = (
-        [f"{RESULTS}/experiments/comparison.html"] if len(EXPERIMENTS) > 1 else []
-    )
-    return comparison + expand(
-        [
-            f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
-            f"{RESULTS}/experiments/{{experiment}}/report.html",
-        ],
-        experiment=EXPERIMENTS,
+    results = len(EXPERIMENTS) + len(FUSIONS) + len(SELECTIONS)
+    comparison = [f"{RESULTS}/experiments/comparison.html"] if results > 1 else []
+    return (
+        comparison
+        + expand(
+            [
+                f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+                f"{RESULTS}/experiments/{{experiment}}/report.html",
+            ],
+            experiment=EXPERIMENTS,
+        )
+        + expand(
+            [
+                f"{RESULTS}/fusions/{{fusion}}/final/bundle.json",
+                f"{RESULTS}/fusions/{{fusion}}/report.html",
+            ],
+            fusion=FUSIONS,
+        )
+        + expand(
+            [
+                f"{RESULTS}/selections/{{selection}}/final/bundle.json",
+                f"{RESULTS}/selections/{{selection}}/report.html",
+            ],
+            selection=SELECTIONS,
+        )
     )

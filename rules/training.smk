@@ -36,6 +36,7 @@ rule evaluate_fold:
     output:
         predictions=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/predictions.csv",
         metrics=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/metrics.json",
+        strict=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/strict_predictions.csv",
     log:
         f"{RESULTS}/logs/evaluate_fold/{{experiment}}/fold-{{fold}}.log",
     benchmark:
@@ -56,6 +57,8 @@ rule summarize:
         rejected=experiment_db_rejected,
         metrics=fold_files("metrics.json"),
         predictions=fold_files("predictions.csv"),
+        strict=fold_files("strict_predictions.csv"),
+        baseline=experiment_baseline,
         histories=fold_files("history.csv"),
         trainings=fold_files("training.json"),
         code=code("summarize.py"),
@@ -125,6 +128,10 @@ rule compare_experiments:
         metrics=expand(
             f"{RESULTS}/experiments/{{experiment}}/metrics.json",
             experiment=EXPERIMENTS,
+        )
+        + expand(f"{RESULTS}/fusions/{{fusion}}/metrics.json", fusion=FUSIONS)
+        + expand(
+            f"{RESULTS}/selections/{{selection}}/metrics.json", selection=SELECTIONS
         ),
         code=code("compare_experiments.py"),
     output:
@@ -144,6 +151,6 @@ rule compare_experiments:
     conda:
         "../envs/deepser.yaml"
     params:
-        names=list(EXPERIMENTS),
+        names=list(EXPERIMENTS) + list(FUSIONS) + list(SELECTIONS),
     script:
         "../scripts/compare_experiments.py"

@@ -14,5 +14,6 @@ with rule_log(sm) as log:
         int(sm.wildcards.fold),
         sm.output.predictions,
         sm.output.metrics,
+        sm.output.strict,
     )
     log.info("%s", metrics)

@@ -15,4 +15,5 @@ with rule_log(sm):
         folds,
         sm.input.rejected,
         Path(sm.output.metrics).parent,
+        baseline=sm.input.baseline or None,
     )

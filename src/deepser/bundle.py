@@ -225,3 +225,73 @@ def load_bundle(path: str | Path):
     if actual != expected:
         raise BundleError(f"{path}: the model expects input {actual}, bundle.json says {expected}")
     return model, bundle
+
+
+@dataclass(frozen=True)
+class FusionBundle:
+    """A fused bundle's ``bundle.json`` (``"kind": "fusion"``): member bundles in sub-folders,
+    the combiner per task (:mod:`deepser.late_fusion`), the fused tasks and their metrics."""
+
+    fusion: str
+    method: str
+    members: list[str]  # sub-folders (relative to the fused bundle) holding member bundles
+    tasks: list[dict[str, Any]]
+    params: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = BUNDLE_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "kind": "fusion",
+            "fusion": self.fusion,
+            "method": self.method,
+            "members": self.members,
+            "tasks": self.tasks,
+            "params": self.params,
+            "metrics": self.metrics,
+            "versions": {"deepser": __version__},
+        }
+
+
+def is_fusion(path: str | Path) -> bool:
+    """Whether ``path`` is a fused bundle's folder."""
+    try:
+        return read_json(Path(path) / "bundle.json").get("kind") == "fusion"
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def read_fusion(path: str | Path) -> FusionBundle:
+    """A fused bundle's ``bundle.json``, checked (members present, one combiner per task)."""
+    path = Path(path)
+    where = path / "bundle.json"
+    try:
+        data = read_json(where)
+        if data.get("format_version") != BUNDLE_FORMAT:
+            raise BundleError(f"{where}: bundle format {data.get('format_version')!r}")
+        fused = FusionBundle(
+            fusion=str(data["fusion"]),
+            method=str(data["method"]),
+            members=[str(m) for m in data["members"]],
+            tasks=[dict(t) for t in data["tasks"]],
+            params=dict(data["params"]),
+            metrics=dict(data.get("metrics", {})),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{where}: not a readable fused bundle ({exc})") from None
+    for member in fused.members:
+        if not (path / member / "bundle.json").is_file():
+            raise BundleError(f"{path}: member bundle {member!r} is missing")
+    missing = [t["name"] for t in fused.tasks if t["name"] not in fused.params]
+    if missing:
+        raise BundleError(f"{where}: no combiner for task(s) {missing}")
+    return fused
+
+
+def read_primary_bundle(path: str | Path) -> Bundle:
+    """``bundle.json`` of a bundle, or of a fused bundle's first member (its sample rate and
+    gain are the fused bundle's: every member shares the sample rate)."""
+    if is_fusion(path):
+        return read_bundle(Path(path) / read_fusion(path).members[0])
+    return read_bundle(path)

@@ -22,7 +22,7 @@ from ..helpers import REPO
 
 PACKAGE = REPO / "src" / "deepser"
 STAGES = ("corpus", "features", "database", "training", "evaluation")
-BASE = ("errors", "files", "hdf5", "stats", "runtime", "metrics", "tasks")
+BASE = ("errors", "files", "hdf5", "stats", "runtime", "metrics", "tasks", "late_fusion")
 KERAS = ("keras", "tensorflow", "jax", "torch")
 
 

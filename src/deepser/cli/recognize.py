@@ -275,7 +275,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
 
     # imported here, not at the top: --help and a bad command line answer without loading them
-    from deepser.bundle import read_bundle
+    from deepser.bundle import read_primary_bundle
     from deepser.corpus.audio import load_audio
     from deepser.corpus.meta import list_audio
     from deepser.errors import FeatureError
@@ -286,7 +286,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from deepser.recognizer.sources import FileSource, MicrophoneSource
 
     status = _status(args)
-    bundle = read_bundle(args.model)  # fails fast, before Keras is imported
+    bundle = read_primary_bundle(args.model)  # fails fast, before Keras is imported
     settings = _settings(args)
     sample_rate = bundle.sample_rate
     options = SessionOptions(

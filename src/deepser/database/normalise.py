@@ -61,3 +61,21 @@ def feature_moments(
     if not moments.count:
         raise ValueError("no valid feature windows to compute normalisation statistics from")
     return moments.mean.astype(np.float32), moments.variance.astype(np.float32)
+
+
+class FixedNorm:
+    """Standardisation with fixed per-dimension statistics (e.g. a training fold's pooled
+    moments), with the :meth:`SpeakerNorm.apply` interface: the *strict* (cold-start) input of a
+    model trained with speaker-level normalisation, which has not seen the test speaker."""
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray) -> None:
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.sqrt(np.maximum(np.asarray(var, np.float32), 1e-12)).astype(np.float32)
+
+    def apply(self, feat: np.ndarray, n_valid: np.ndarray, rows: np.ndarray, layout: str) -> None:
+        """Standardise ``feat`` in place; padding windows stay 0."""
+        feat -= self.mean
+        feat /= self.std
+        time_major = to_time_major(feat, layout)
+        steps = time_major.shape[1]
+        time_major[np.arange(steps)[None, :] >= n_valid[:, None]] = 0.0

@@ -1,12 +1,17 @@
 """Evaluate one fold: its model predicts every test utterance once; ``predictions.csv`` and
-``metrics.json`` are written."""
+``metrics.json`` are written, and ``strict_predictions.csv``: the same model on inputs
+standardised with the training fold's statistics only. For a model trained with speaker-level
+normalisation that is its cold start on a new speaker (the test speaker's own statistics unused);
+for a globally normalised model it equals ``predictions.csv``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from deepser.database.normalise import SpeakerNorm
+import numpy as np
+
+from deepser.database.normalise import FixedNorm, SpeakerNorm, feature_moments
 from deepser.database.store import read_info
 from deepser.evaluation.predictions import predictions_table, write_predictions
 from deepser.files import write_json
@@ -21,8 +26,11 @@ def evaluate_fold(
     fold: int,
     out_predictions: str | Path,
     out_metrics: str | Path,
+    out_strict: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Predict every test utterance of ``fold`` once; write predictions and metrics."""
+    """Predict every test utterance of ``fold`` once; write predictions and metrics (and the
+    strict predictions to ``out_strict``; their metrics go into ``metrics.json`` as
+    ``strict``)."""
     from deepser.models.saving import load_model
 
     info = read_info(db_path)
@@ -36,5 +44,14 @@ def evaluate_fold(
     write_predictions(out_predictions, table)
     metrics = fold_metrics(table, trained.tasks)
     metrics.update(fold=fold, speakers=trained.speakers, best_epoch=trained.best_epoch)
+    if out_strict is not None:
+        strict = table
+        if norm is not None:
+            mean, var = feature_moments(db_path, np.flatnonzero(info.fold != fold))
+            strict = predictions_table(
+                model, info, rows, trained.tasks, fold, norm=FixedNorm(mean, var)
+            )
+            metrics["strict"] = fold_metrics(strict, trained.tasks)
+        write_predictions(out_strict, strict)
     write_json(out_metrics, metrics)
     return metrics

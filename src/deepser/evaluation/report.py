@@ -277,6 +277,12 @@ def _table(records: Sequence[Mapping[str, Any]], limit: int | None = None) -> st
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
 
 
+def html_table(records: pd.DataFrame | Sequence[Mapping[str, Any]] | None, note: str = "") -> str:
+    """An HTML table of records (a DataFrame or dicts), with an optional note above it."""
+    head = f'<p class="note">{_e(note)}</p>' if note else ""
+    return head + _table(_records(records))
+
+
 def _pct(x: float) -> str:
     return f"{100 * float(x):.1f}"
 
@@ -388,6 +394,7 @@ def write_html_report(
     rejected: pd.DataFrame | None = None,
     config: Mapping[str, Any] | None = None,
     comparison: Sequence[Mapping[str, Any]] | None = None,
+    sections: Sequence[tuple[str, str, str]] = (),
 ) -> Path:
     """Write a single self-contained HTML report of one experiment (or a grid of them).
 
@@ -396,10 +403,13 @@ def write_html_report(
     best_epoch, UA/WA/F1 per task, ...); without it the per-fold values of ``summary`` are shown.
     ``images``: caption -> image file, embedded as base64. ``folds_speakers``: one dict per fold.
     ``rejected``: audio rejected while preparing the data ("none" if None or empty).
-    ``config``: shown as YAML. ``comparison``: rows (experiment, task, mean, std, ...)."""
+    ``config``: shown as YAML. ``comparison``: rows (experiment, task, mean, std, ...).
+    ``sections``: extra (id, heading, HTML) sections shown after the headline."""
     records = _records(fold_table) or _per_fold_from_summary(summary)
-    sections: list[tuple[str, str, str]] = [
+    extra = list(sections)
+    sections = [
         ("headline", "Headline", _headline(summary)),
+        *extra,
         (
             "folds",
             "Per fold",

@@ -12,6 +12,7 @@ import pandas as pd
 
 from deepser.database.store import read_database_attrs
 from deepser.evaluation import report
+from deepser.evaluation.combine import strict_html
 from deepser.evaluation.predictions import read_predictions
 from deepser.files import read_json, read_tsv, write_json
 from deepser.metrics import summarize_experiment
@@ -28,12 +29,17 @@ def summarize(
     fold_dirs: Sequence[str | Path],
     rejected: str | Path | None,
     out_dir: str | Path,
+    baseline: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pool the folds into ``metrics.json``, plots and the self-contained ``report.html``.
 
     ``metrics.json``: ``{"experiment", "n_folds", "normalisation", "tasks": {TASK: {"classes",
     "ua"|"wa"|"macro_f1": {"mean", "std", "per_fold"}, "pooled": {"ua", "wa", "macro_f1",
-    "confusion"}}}}``, fractions in [0, 1]; continuous tasks carry ``ccc`` instead."""
+    "confusion"}}}}``, fractions in [0, 1]; continuous tasks carry ``ccc`` instead. A
+    speaker-normalised experiment also gets ``"strict": {"tasks": ...}`` (its folds'
+    ``strict_predictions.csv``: the same models with training-fold statistics only), and with
+    ``baseline`` (the database's classic baseline ``metrics.json``) ``"baseline"``: the
+    baseline's figures of the same tasks."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -44,6 +50,24 @@ def summarize(
     fold_metrics = [read_json(d / "metrics.json") for d in fold_dirs]
     summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
     summary["normalisation"] = trainings[0].normalisation
+    sections = []
+    if summary["normalisation"] == "speaker":
+        strict = [read_json(d / "metrics.json").get("strict") for d in fold_dirs]
+        if all(strict):
+            tables = [read_predictions(d / "strict_predictions.csv", tasks) for d in fold_dirs]
+            strict_summary = summarize_experiment(experiment, strict, tables, tasks)
+            summary["strict"] = {
+                "normalisation": "training-fold statistics only (cold start)",
+                "tasks": strict_summary["tasks"],
+            }
+        sections.append(("strict", "Adapted and strict", strict_html(summary)))
+    if baseline is not None:
+        base = read_json(baseline)
+        summary["baseline"] = {
+            "classifier": base.get("classifier"),
+            "tasks": {t: m for t, m in base["tasks"].items() if t in summary["tasks"]},
+        }
+        sections.append(("baseline", "Classic baseline", baseline_html(summary)))
     write_json(out_dir / "metrics.json", summary)
 
     images: dict[str, Path] = {}
@@ -103,6 +127,7 @@ def summarize(
         images=images,
         folds_speakers=[{"fold": tr.test_fold, **tr.speakers} for tr in trainings],
         rejected=rejected_table,
+        sections=sections,
         config={
             "experiment": dict(config),
             "database": attrs.get("window_spec"),
@@ -115,21 +140,52 @@ def summarize(
     return summary
 
 
+def baseline_html(summary: Mapping[str, Any]) -> str:
+    """The network-vs-baseline table of a summary with a ``baseline`` entry."""
+    rows = []
+    classifier = summary["baseline"].get("classifier") or {}
+    for task, base in summary["baseline"]["tasks"].items():
+        net = summary["tasks"].get(task, {})
+        for key in ("ua", "wa", "macro_f1"):
+            if key in base and key in net:
+                rows.append(
+                    {
+                        "task": task,
+                        "metric": key.upper(),
+                        "this experiment": f"{net[key]['mean']:.3f} ± {net[key]['std']:.3f}",
+                        "baseline": f"{base[key]['mean']:.3f} ± {base[key]['std']:.3f}",
+                        "difference": f"{net[key]['mean'] - base[key]['mean']:+.3f}",
+                    }
+                )
+    return report.html_table(
+        rows,
+        f"Baseline: {classifier.get('classifier', 'linear classifier')} (C "
+        f"{classifier.get('c', '?')}) on utterance functionals of the same utterances and folds, "
+        "standardised with each training fold's statistics (strict).",
+    )
+
+
 def compare(metrics: Mapping[str, str | Path], out_html: str | Path, out_png: str | Path) -> list:
-    """Side-by-side table and plot of several experiments' cross-validated metrics."""
+    """Side-by-side table and plot of several experiments' (fusions', selections')
+    cross-validated metrics, with their strict figures and their database's classic baseline."""
     rows = []
     for name, path in metrics.items():
         summary = read_json(path)
         for task, entry in summary["tasks"].items():
             key = "ua" if "ua" in entry else "ccc"
+            strict = summary.get("strict", {}).get("tasks", {}).get(task, {}).get(key)
+            base = summary.get("baseline", {}).get("tasks", {}).get(task, {}).get(key)
             rows.append(
                 {
                     "experiment": name,
+                    "kind": summary.get("kind", "experiment"),
                     "task": task,
                     "metric": key.upper(),
                     "mean": entry[key]["mean"],
                     "std": entry[key]["std"],
                     "pooled": entry["pooled"][key],
+                    "strict mean": strict["mean"] if strict else entry[key]["mean"],
+                    "baseline mean": base["mean"] if base else None,
                     "n_folds": summary["n_folds"],
                 }
             )

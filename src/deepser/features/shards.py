@@ -87,6 +87,12 @@ class FeatureShard:
         i = self.index[utt_id]
         return self._feat[self._offsets[i] : self._offsets[i + 1]]
 
+    def read_all(self) -> dict[str, np.ndarray]:
+        """Every utterance's features, read in one contiguous pass."""
+        feat = self._feat[()]
+        o = self._offsets
+        return {u: feat[o[i] : o[i + 1]] for u, i in self.index.items()}
+
     def close(self) -> None:
         self._h5.close()
 

@@ -12,6 +12,7 @@ The feature path is exactly the workflow's (feature extraction and the database 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from deepser.bundle import BUNDLE_FORMAT, Bundle, load_bundle
+from deepser.bundle import BUNDLE_FORMAT, Bundle, FusionBundle, is_fusion, load_bundle, read_fusion
 from deepser.database.windows import as_row, cut_windows
 from deepser.errors import BundleError, RecognizerError
 from deepser.features.registry import extract
+from deepser.late_fusion import combine
 from deepser.models import as_inputs
 from deepser.recognizer.gain import GainControl
 from deepser.recognizer.vad import Segment
@@ -101,6 +103,8 @@ class Engine:
 
     @classmethod
     def _load(cls, path: str | Path, gain: GainControl | None) -> Engine:
+        if is_fusion(path):
+            return FusedEngine.load(path, gain)
         try:
             model, bundle = load_bundle(path)
         except BundleError:
@@ -128,7 +132,11 @@ class Engine:
         """Waveform (at the feature rate) -> (one model input row, number of valid windows).
         A speaker-normalised model gets the frames standardised with the running statistics of
         the session's speech so far, this segment included (``adapt``: update them)."""
-        feat = self._extract(y, gain)
+        return self.rows(self._extract(y, gain), adapt)
+
+    def rows(self, feat: np.ndarray, adapt: bool = True) -> tuple[np.ndarray, int]:
+        """Extracted features -> (one model input row, valid windows); a speaker-normalised
+        model standardises them with the running statistics (``adapt``: update them first)."""
         if self.speaker_norm is not None:
             if adapt:
                 self.speaker_norm.update(feat)
@@ -177,3 +185,68 @@ class Engine:
                 f"have {expected}: bundle.json is inconsistent"
             )
         self.predict(row[None], np.array([n_valid]))
+
+
+class FusedEngine:
+    """A fused bundle: every segment goes through each member (features computed once per
+    feature type, gain and sample rate), and the members' class probabilities are combined
+    with the bundle's fitted combiner. Offers :class:`Engine`'s interface."""
+
+    def __init__(self, members: list[Engine], fused: FusionBundle) -> None:
+        rates = {m.sample_rate for m in members}
+        if len(rates) != 1:
+            raise BundleError(f"the fused bundle's members use different sample rates {rates}")
+        self.members = members
+        self.fused = fused
+        self.bundle = members[0].bundle
+        self.tasks = list(fused.tasks)
+        self.sample_rate = members[0].sample_rate
+        self.gain = members[0].gain
+        self.spec = {"type": "fusion of " + ", ".join(m.spec["type"] for m in members)}
+        self.window = members[0].window
+        self.speaker_norm = next((m.speaker_norm for m in members if m.speaker_norm), None)
+
+    @classmethod
+    def load(cls, path: str | Path, gain: GainControl | None = None) -> FusedEngine:
+        fused = read_fusion(path)
+        if gain is not None and gain.name == "bundle":
+            gain = None  # each member applies its own bundle's gain
+        members = [Engine._load(Path(path) / m, gain) for m in fused.members]
+        return cls(members, fused)
+
+    @property
+    def max_duration_s(self) -> float:
+        return max(m.max_duration_s for m in self.members)
+
+    def enrol(self, y: np.ndarray) -> None:
+        """Enrol the speaker in every speaker-normalised member."""
+        adaptive = [m for m in self.members if m.speaker_norm is not None]
+        if not adaptive:
+            self.members[0].enrol(y)  # raises the explanation
+        for member in adaptive:
+            member.enrol(y)
+
+    def recognize(self, segment: Segment) -> Prediction:
+        """Each member's probabilities (shared feature extraction), then the combiner."""
+        cache: dict[str, np.ndarray] = {}
+        outputs = []
+        for member in self.members:
+            key = json.dumps([member.spec, member.gain.name, member.gain.gain], default=str)
+            if key not in cache:
+                cache[key] = member._extract(segment.audio)
+            row, n_valid = member.rows(cache[key])
+            out = member.predict(row[None], np.array([n_valid]))
+            outputs.append({name: value[0] for name, value in out.items()})
+        fused = {
+            t["name"]: combine(
+                self.fused.method,
+                self.fused.params[t["name"]],
+                [o[t["name"]][None] for o in outputs],
+            )[0]
+            for t in self.tasks
+        }
+        return Prediction(segment, fused)
+
+    def warm_up(self) -> None:
+        for member in self.members:
+            member.warm_up()

@@ -48,8 +48,14 @@ class FoldData:
         return self.batches.arrays is not None
 
 
-def prepare(db_path: str | Path, experiment: Mapping[str, Any], test_fold: int | None) -> FoldData:
-    """Split the database for ``test_fold`` (None: every speaker trains, no validation), choose
+def prepare(
+    db_path: str | Path,
+    experiment: Mapping[str, Any],
+    test_fold: int | None,
+    inner: tuple[int, int] | None = None,
+) -> FoldData:
+    """Split the database for ``test_fold`` (None: every speaker trains, no validation;
+    ``inner=(n_inner, j)``: inner fold j inside the outer fold's training speakers), choose
     the normalisation statistics (training rows only, or per speaker), class weights and
     re-sampling factors from the training labels, and set up the batches."""
     training = training_settings(experiment)
@@ -57,7 +63,7 @@ def prepare(db_path: str | Path, experiment: Mapping[str, Any], test_fold: int |
     info = read_info(db_path)
     tasks = experiment_tasks(info, experiment.get("tasks"))
     val_fraction = 0.0 if test_fold is None else float(training["validation_fraction"])
-    split = split_fold(info, test_fold, val_fraction, seed)
+    split = split_fold(info, test_fold, val_fraction, seed, inner)
     log.info("fold %s speakers: %s", test_fold, split.speakers)
     cols = info.label_columns([t["name"] for t in tasks])
     normalisation = experiment.get("normalisation", "global")
@@ -120,12 +126,14 @@ def train(
     threads: int = 1,
     epochs: int | None = None,
     init_model: str | Path | None = None,
+    inner: tuple[int, int] | None = None,
 ) -> TrainingRecord:
     """Train a fresh model on the training speakers of ``test_fold`` (None: on all speakers,
     for ``epochs`` epochs without validation) and write ``model.keras``, ``history.csv`` and
     ``training.json`` into ``out_dir``. ``init_model``: start from that model's weights
-    (fine-tuning; see :func:`deepser.training.transfer.initialise_from`). Returns the record of
-    ``training.json``."""
+    (fine-tuning; see :func:`deepser.training.transfer.initialise_from`). ``inner=(n_inner, j)``:
+    train inner fold j of ``test_fold`` (see :func:`deepser.training.split.split_fold`). Returns
+    the record of ``training.json``."""
     training = training_settings(experiment)
     configure_backend(threads, int(training["seed"]))
     # Keras and the models load only now, after the backend's threads are bound
@@ -133,7 +141,7 @@ def train(
 
     from deepser.models.registry import build_model
 
-    data = prepare(db_path, experiment, test_fold)
+    data = prepare(db_path, experiment, test_fold, inner)
     model_cfg = dict(experiment.get("model", {}))
     architecture = model_cfg.pop("architecture", "cnn_lstm")
     model = build_model(

@@ -81,6 +81,82 @@ def _experiment_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+BASELINE_FEATURE_SET = "baseline_functionals"
+
+
+def baseline_settings(config: Mapping[str, Any], database: str) -> dict[str, Any] | None:
+    """The classic baseline of ``database`` with its feature set resolved (None: off, or no
+    folds). The feature set is the configured one, else the database's own when it is
+    ``functionals``, else :data:`BASELINE_FEATURE_SET` (see :func:`with_baseline_feature_sets`)."""
+    db = config["databases"][database]
+    entry = db.get("baseline", {})
+    if entry is False or not db.get("fold_by", DEFAULT_FOLD_BY):
+        return None
+    entry = dict(entry or {})
+    if "feature_set" not in entry:
+        own = config["feature_sets"][db["feature_set"]]
+        entry["feature_set"] = (
+            db["feature_set"] if own.get("type") == "functionals" else BASELINE_FEATURE_SET
+        )
+    return entry
+
+
+def with_baseline_feature_sets(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's feature sets plus, when a baseline needs it, the implied default
+    ``functionals`` set (the sample rate and gain of the first database that uses it)."""
+    fsets = dict(config["feature_sets"])
+    for name in config["databases"]:
+        settings = baseline_settings(config, name)
+        implied = settings and settings["feature_set"] == BASELINE_FEATURE_SET
+        if implied and BASELINE_FEATURE_SET not in fsets:
+            own = fsets[config["databases"][name]["feature_set"]]
+            fsets[BASELINE_FEATURE_SET] = {
+                "type": "functionals",
+                "sample_rate": own["sample_rate"],
+                "gain": dict(own.get("gain") or {"method": "none"}),
+            }
+    return fsets
+
+
+def _combination_problems(config: Mapping[str, Any]) -> list[str]:
+    """Fusions and selections: known experiments, distinct names, the same folds."""
+    problems = []
+    experiments = config.get("experiments") or {}
+    databases = config["databases"]
+    seen = set(experiments)
+    for kind, key in (("fusions", "members"), ("selections", "candidates")):
+        for name, entry in (config.get(kind) or {}).items():
+            where = f"{kind}.{name}"
+            if name in seen:
+                problems.append(f"{where}: the name is already used by another result")
+            seen.add(name)
+            unknown = [m for m in entry[key] if m not in experiments]
+            if unknown:
+                problems.append(
+                    f"{where}.{key}: unknown experiment(s) {', '.join(unknown)} "
+                    f"(known: {', '.join(experiments)})"
+                )
+                continue
+            folds = set()
+            for m in entry[key]:
+                db = databases.get(experiments[m]["database"], {})
+                folds.add(
+                    (
+                        tuple(db.get("corpora", [])),
+                        db.get("fold_by", DEFAULT_FOLD_BY),
+                        db.get("n_folds"),
+                    )
+                )
+            if len(folds) > 1:
+                problems.append(
+                    f"{where}.{key}: the experiments use databases with different corpora or "
+                    "folds (corpora, fold_by and n_folds must be the same)"
+                )
+            if any(db[1] is None for db in folds):
+                problems.append(f"{where}: the databases have no folds (fold_by: null)")
+    return problems
+
+
 def needs_corpus_gain(config: Mapping[str, Any], name: str) -> bool:
     """Whether feature set ``name`` normalises with min/max statistics of the corpus."""
     gain = gain_config(config, name)
@@ -152,4 +228,14 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                     f"{where}.fold_by: corpus {cname!r} has no column {fold_by!r} "
                     f"(add it under corpora.{cname}.columns)"
                 )
-    return problems + _experiment_problems(config)
+    for name in config["databases"]:
+        settings = baseline_settings(config, name)
+        if settings is None:
+            continue
+        fset = with_baseline_feature_sets(config).get(settings["feature_set"])
+        where = f"databases.{name}.baseline.feature_set"
+        if fset is None:
+            problems.append(f"{where}: unknown feature set {settings['feature_set']!r}")
+        elif fset.get("type") != "functionals":
+            problems.append(f"{where}: {settings['feature_set']!r} is not a functionals set")
+    return problems + _experiment_problems(config) + _combination_problems(config)
