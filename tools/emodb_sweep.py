@@ -8,7 +8,11 @@ summary does) and prints one JSON line per experiment: mean +- sample std of the
 folds, pooled UA and confusion, per-fold values and wall time; the lines are also appended to
 ``OUT/sweep.jsonl``. A fold whose results are already in ``OUT/<experiment>/fold-<k>`` is not run
 again (a fold evaluated by an older deepser, whose ``predictions.csv`` is not the current CSV, is
-evaluated again).
+evaluated again). Speaker-normalised experiments also give their strict (training-fold
+statistics) figures. The config's ``fusions`` and ``selections`` are then computed from the swept
+folds with the workflow's own functions (inner folds run first when a method needs them, cached
+as ``OUT/<experiment>/fold-<k>/inner-<n>.csv``); their outputs go to ``OUT/fusions/<name>`` and
+``OUT/selections/<name>``.
 
 The databases must exist (``snakemake results/db/<db>.h5 --configfile CONFIG``). The workflow
 runs the same functions with the rule's thread count; TensorFlow's numerics depend slightly on
@@ -33,6 +37,8 @@ def is_current(out: Path) -> bool:
     predictions = out / "predictions.csv"
     if not (out / "metrics.json").is_file() or not predictions.is_file():
         return False
+    if not (out / "strict_predictions.csv").is_file():
+        return False
     with predictions.open(encoding="utf-8") as fh:
         return fh.readline().startswith("corpus,")
 
@@ -54,7 +60,19 @@ def run_fold(args: tuple) -> str:
             fold,
             out / "predictions.csv",
             out / "metrics.json",
+            out / "strict_predictions.csv",
         )
+    return str(out)
+
+
+def run_inner(args: tuple) -> str:
+    """Inner-fold predictions of one outer fold (for weighted or stacked fusion, selection)."""
+    db, name, experiment, fold, n_inner, out_root = args
+    from deepser.evaluation.inner import inner_predictions
+
+    out = Path(out_root) / name / f"fold-{fold}" / f"inner-{n_inner}.csv"
+    if not out.is_file():
+        inner_predictions(db, experiment, fold, n_inner, out, threads=1)
     return str(out)
 
 
@@ -68,7 +86,74 @@ def pool_folds(name: str, fold_dirs: list[Path], task: str) -> dict:
     tasks = read_training(fold_dirs[0] / "training.json").tasks
     metrics = [read_json(d / "metrics.json") for d in fold_dirs]
     predictions = [read_predictions(d / "predictions.csv", tasks) for d in fold_dirs]
-    return summarize_experiment(name, metrics, predictions, tasks)["tasks"][task]
+    out = summarize_experiment(name, metrics, predictions, tasks)["tasks"][task]
+    if all("strict" in m for m in metrics):
+        strict = [read_predictions(d / "strict_predictions.csv", tasks) for d in fold_dirs]
+        summary = summarize_experiment(name, [m["strict"] for m in metrics], strict, tasks)
+        out["strict"] = summary["tasks"][task]
+    return out
+
+
+def line_of(name: str, entry: dict, started: float) -> dict:
+    """The JSON line printed for an experiment, fusion or selection."""
+    line = {
+        "experiment": name,
+        "ua_mean": round(entry["ua"]["mean"], 4),
+        "ua_std": round(entry["ua"]["std"], 4),
+        "pooled_ua": round(entry["pooled"]["ua"], 4),
+        "per_fold": [round(u, 3) for u in entry["ua"]["per_fold"]],
+        "pooled_confusion": entry["pooled"]["confusion"],
+        "seconds": round(time.perf_counter() - started),
+    }
+    if "strict" in entry:
+        line["strict_ua_mean"] = round(entry["strict"]["ua"]["mean"], 4)
+        line["strict_ua_std"] = round(entry["strict"]["ua"]["std"], 4)
+        line["strict_per_fold"] = [round(u, 3) for u in entry["strict"]["ua"]["per_fold"]]
+    return line
+
+
+def combined(kind: str, name: str, entry: dict, experiments: dict, results: str, args) -> dict:
+    """A fusion or selection of swept experiments (their inner folds run first if needed)."""
+    from deepser.database.store import read_info
+    from deepser.evaluation.combine import member_tasks
+    from deepser.evaluation.fusion import NEEDS_INNER, fuse
+    from deepser.evaluation.selection import select
+
+    key = "members" if kind == "fusion" else "candidates"
+    members = entry[key]
+    n_inner = int(entry.get("inner_folds", 3))
+    needs_inner = kind == "selection" or entry.get("method", "average") in NEEDS_INNER
+    folds = {
+        m: [
+            Path(args.out) / m / f"fold-{k}"
+            for k in range(read_info(f"{results}/db/{experiments[m]['database']}.h5").n_folds)
+        ]
+        for m in members
+    }
+    inner = None
+    if needs_inner:
+        jobs = []
+        for m in members:
+            db = f"{results}/db/{experiments[m]['database']}.h5"
+            jobs += [(db, m, experiments[m], k, n_inner, args.out) for k in range(len(folds[m]))]
+        with ProcessPoolExecutor(args.workers) as pool:
+            paths = list(pool.map(run_inner, jobs))
+        inner, i = {}, 0
+        for m in members:
+            inner[m] = paths[i : i + len(folds[m])]
+            i += len(folds[m])
+    tasks = member_tasks({m: [d[0] / "training.json"] for m, d in folds.items()})
+    preds = {m: [d / "predictions.csv" for d in ds] for m, ds in folds.items()}
+    strict = {m: [d / "strict_predictions.csv" for d in ds] for m, ds in folds.items()}
+    out = Path(args.out) / f"{kind}s" / name
+    if kind == "fusion":
+        summary = fuse(name, entry, tasks, preds, strict, inner, out)
+    else:
+        summary = select(name, entry, tasks, preds, strict, inner, out)
+    result = dict(summary["tasks"][args.task])
+    if "strict" in summary:
+        result["strict"] = summary["strict"]["tasks"][args.task]
+    return result
 
 
 def main() -> None:
@@ -85,7 +170,7 @@ def main() -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     results = config.get("results", "results")
     experiments = resolve_experiments(config)
-    names = args.only or list(experiments)
+    names = [n for n in experiments if not args.only or n in args.only]
     for name in names:
         exp = experiments[name]
         db = f"{results}/db/{exp['database']}.h5"
@@ -94,19 +179,20 @@ def main() -> None:
         with ProcessPoolExecutor(args.workers) as pool:
             jobs = [(db, name, exp, k, args.out) for k in folds]
             fold_dirs = [Path(d) for d in pool.map(run_fold, jobs)]
-        pooled = pool_folds(name, fold_dirs, args.task)
-        line = {
-            "experiment": name,
-            "ua_mean": round(pooled["ua"]["mean"], 4),
-            "ua_std": round(pooled["ua"]["std"], 4),
-            "pooled_ua": round(pooled["pooled"]["ua"], 4),
-            "per_fold": [round(u, 3) for u in pooled["ua"]["per_fold"]],
-            "pooled_confusion": pooled["pooled"]["confusion"],
-            "seconds": round(time.perf_counter() - started),
-        }
+        line = line_of(name, pool_folds(name, fold_dirs, args.task), started)
         print(json.dumps(line), flush=True)
         with open(Path(args.out) / "sweep.jsonl", "a") as fh:
             fh.write(json.dumps(line) + "\n")
+    for kind in ("fusion", "selection"):
+        for name, entry in (config.get(f"{kind}s") or {}).items():
+            if args.only and name not in args.only:
+                continue
+            started = time.perf_counter()
+            line = line_of(name, combined(kind, name, entry, experiments, results, args), started)
+            line["kind"] = kind
+            print(json.dumps(line), flush=True)
+            with open(Path(args.out) / "sweep.jsonl", "a") as fh:
+                fh.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":

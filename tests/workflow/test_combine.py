@@ -6,6 +6,7 @@ an average fusion, a stacked one, and a selection between the two experiments.""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,18 @@ def test_speaker_normalised_experiment_reports_strict_figures(run):
     assert "Adapted and strict" in (run / "experiments/fun/report.html").read_text()
     seq = json.loads((run / "experiments/seq/metrics.json").read_text())
     assert "strict" not in seq  # globally normalised: its figures are already strict
+
+
+def test_combining_rules_ran_only_tracked_library_code(run):
+    """This module's run (strict mode, as every workflow run of the suite) ran the rules of
+    fusion and selection; each job's log confirms the check of its code inputs."""
+    from .test_workflow import COMBINE_RULES
+
+    confirmed = "every library module this job ran is an input of its rule"
+    checked = set()
+    for log in (run / "logs").rglob("*.log"):
+        match = re.search(r"rule (\w+), wildcards", log.read_text())
+        if match and match.group(1) in COMBINE_RULES:
+            assert confirmed in log.read_text(), log
+            checked.add(match.group(1))
+    assert checked == COMBINE_RULES
