@@ -2,9 +2,11 @@
 
 For each file (EmoDB from ../shared when present, else a generated demo corpus):
 load + resample once, then time ``extract`` for the default log-mel and for the default
-functionals, and the pYIN F0 tracking inside functionals on its own. Prints seconds of audio per
-wall-clock second ("x real time") for each, the cost ratio functionals / log-mel and pYIN's
-share, plus the per-segment time of a 2 s utterance (what the recogniser adds per segment).
+functionals with each F0 tracker (``f0_method``: ``yin``, the default, ``pyin``, and ``none``),
+and each tracker on its own. Prints seconds of audio per wall-clock second ("x real time") for
+each, the cost ratio functionals / log-mel and the tracker's share, plus the per-segment time of a
+2 s utterance (what the recogniser adds per segment), and whether functionals reach the target of
+100x real time on one core with the default tracker.
 
     .venv/bin/python benchmarks/bench_functionals.py [--files 80] [--repeats 3]
 """
@@ -20,14 +22,25 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _harness import best_of, demo_corpus, emodb_corpus  # noqa: E402
+from _harness import (  # noqa: E402
+    Verdict,
+    best_of,
+    demo_corpus,
+    emodb_corpus,
+    fmt_x,
+    header,
+    say,
+    summary,
+    table,
+)
 
 from deepser.corpus.audio import load_audio  # noqa: E402
-from deepser.features.functionals import log_f0  # noqa: E402
+from deepser.features.functionals import F0_METHODS, log_f0  # noqa: E402
 from deepser.features.registry import extract, resolve_spec  # noqa: E402
 from deepser.features.spectral import power_spectrogram  # noqa: E402
 
 SR = 16000
+TARGET_XRT = 100.0  # functionals with the default F0 tracker, seconds of audio per second
 
 
 def corpus_files(n: int, tmp: Path) -> tuple[str, list[Path]]:
@@ -43,28 +56,76 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    started = header(
+        "functionals extraction",
+        ["numpy", "scipy", "librosa"],
+        f"best of {args.repeats} runs over the files",
+    )
     with tempfile.TemporaryDirectory(prefix="bench-functionals-") as tmp:
         name, files = corpus_files(args.files, Path(tmp))
         audio = [load_audio(f, SR) for f in files]
     seconds = sum(len(y) for y in audio) / SR
+    say(f"  {name}: {len(files)} files, {seconds:.1f} s of audio")
     logmel = resolve_spec({"type": "logmel", "sample_rate": SR})
-    func = resolve_spec({"type": "functionals", "sample_rate": SR})
-
-    frames = [power_spectrogram(y, func).shape[0] for y in audio]  # outside the timings
+    default = resolve_spec({"type": "functionals", "sample_rate": SR})
+    specs = {
+        m: resolve_spec({"type": "functionals", "sample_rate": SR, "f0_method": m})
+        for m in F0_METHODS
+    }
+    frames = [power_spectrogram(y, default).shape[0] for y in audio]  # outside the timings
 
     t_logmel = best_of(lambda: [extract(y, logmel) for y in audio], args.repeats).wall
-    t_func = best_of(lambda: [extract(y, func) for y in audio], args.repeats).wall
-    t_pitch = best_of(
-        lambda: [log_f0(y, n, func) for y, n in zip(audio, frames, strict=True)], args.repeats
-    ).wall
+    rows, xrt = [["log-mel (default)", fmt_x(seconds / t_logmel), "1x", "", ""]], {}
     two_s = np.resize(audio[0], 2 * SR)
-    t_segment = best_of(lambda: extract(two_s, func), max(args.repeats, 5)).wall
-    print(f"{name}: {len(files)} files, {seconds:.1f} s of audio, 1 core, best of {args.repeats}")
-    print(f"  log-mel (default)        {seconds / t_logmel:9.0f}x real time")
-    print(f"  functionals (default)    {seconds / t_func:9.1f}x real time")
-    print(f"  cost ratio functionals / log-mel: {t_func / t_logmel:.0f}x")
-    print(f"  pYIN share of functionals: {t_pitch / t_func:.0%}")
-    print(f"  one 2 s segment: {t_segment * 1000:.0f} ms of functionals")
+    for method, spec in specs.items():
+        t_func = best_of(lambda spec=spec: [extract(y, spec) for y in audio], args.repeats).wall
+        t_f0 = best_of(
+            lambda spec=spec: [log_f0(y, n, spec) for y, n in zip(audio, frames, strict=True)],
+            args.repeats,
+        ).wall
+        t_segment = best_of(lambda spec=spec: extract(two_s, spec), max(args.repeats, 5)).wall
+        xrt[method] = seconds / t_func
+        label = f"functionals, f0_method {method}" + (
+            " (default)" if method == default["f0_method"] else ""
+        )
+        rows.append(
+            [
+                label,
+                fmt_x(seconds / t_func),
+                f"{t_func / t_logmel:.1f}x",
+                f"{t_f0 / t_func:.0%}",
+                f"{t_segment * 1000:.1f}",
+            ]
+        )
+    say(
+        table(
+            ["feature", "x real time", "cost / log-mel", "F0 share", "ms per 2 s segment"],
+            rows,
+        )
+    )
+    method = default["f0_method"]
+    verdicts = [
+        Verdict(
+            f"functionals (f0_method {method}, default) x real time, 1 core",
+            fmt_x(xrt[method]),
+            f">= {TARGET_XRT:.0f}x",
+            xrt[method] >= TARGET_XRT,
+        )
+    ]
+    verdicts += [
+        Verdict(f"functionals (f0_method {m}) x real time, 1 core", fmt_x(v), "", None)
+        for m, v in xrt.items()
+        if m != method
+    ]
+    verdicts.append(
+        Verdict(
+            f"speed-up of f0_method {method} over pyin",
+            f"{xrt[method] / xrt['pyin']:.1f}x",
+            "",
+            None,
+        )
+    )
+    summary(verdicts, started)
 
 
 if __name__ == "__main__":
