@@ -394,8 +394,9 @@ def test_feature_change_reruns_features_databases_and_every_experiment(experimen
     config = with_experiments(feature_sets__logmel__n_mels=20)
     jobs = planned(run_workflow(experiments, config, "-n"))
     assert jobs == {
-        "extract_features": 2,
+        "extract_features": 2,  # the log-mel shards; the baseline's functionals stay
         "build_database": 1,
+        "baseline": 1,  # on the new database's rows
         **{rule: 2 * n for rule, n in EXPERIMENT_JOBS.items()},
         "compare_experiments": 1,
         "all": 1,
@@ -411,14 +412,16 @@ def test_changed_wav_reruns_its_shard_and_what_depends_on_it(experiments: Path) 
         sf.write(wav, y * 0.5, sr, subtype="PCM_16")
         proc = run_workflow(experiments, with_experiments(), "-n")
         jobs = planned(proc)
-        assert re.search(
-            rf"wildcards: corpus=demo, featureset=logmel, shard={meta.iloc[3]['shard']}$",
-            proc.stdout,
-            flags=re.M,
-        )
+        for featureset in ("logmel", "baseline_functionals"):
+            assert re.search(
+                rf"wildcards: corpus=demo, featureset={featureset}, shard={meta.iloc[3]['shard']}$",
+                proc.stdout,
+                flags=re.M,
+            )
     finally:
         wav.write_bytes(original)
-    assert jobs["extract_features"] == 1 and jobs["build_database"] == 1
+    # its shard of each feature set: log-mel and the classic baseline's functionals
+    assert jobs["extract_features"] == 2 and jobs["build_database"] == 1
     assert jobs["train_fold"] == 4 and "prepare_meta" not in jobs
     assert planned(run_workflow(experiments, with_experiments(), "-n")) == {}
 
