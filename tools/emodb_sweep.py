@@ -163,6 +163,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--task", default="emotion")
     parser.add_argument("--out", default="results/sweeps")
+    parser.add_argument(
+        "--final",
+        nargs="*",
+        metavar="FUSION",
+        help="also write the final bundles (OUT/<experiment>/final, as the workflow's "
+        "summarize and train_final) of these fusions' members, and the fused bundles "
+        "(OUT/fusions/<name>/final)",
+    )
     args = parser.parse_args()
     from deepser.database.store import read_info
     from deepser.workflow.config import resolve_experiments
@@ -193,6 +201,32 @@ def main() -> None:
             print(json.dumps(line), flush=True)
             with open(Path(args.out) / "sweep.jsonl", "a") as fh:
                 fh.write(json.dumps(line) + "\n")
+    for name in args.final or []:
+        final_bundles(name, config["fusions"][name], experiments, results, Path(args.out))
+
+
+def final_bundles(name: str, fusion: dict, experiments: dict, results: str, out: Path) -> None:
+    """The fusion's members summarised and trained on every speaker, and the fused bundle."""
+    from deepser.database.store import read_info
+    from deepser.evaluation.fusion import write_fused_bundle
+    from deepser.evaluation.summary import summarize
+    from deepser.training.final import train_final
+
+    bundles = {}
+    for member in fusion["members"]:
+        exp = experiments[member]
+        db = f"{results}/db/{exp['database']}.h5"
+        folds = [out / member / f"fold-{k}" for k in range(read_info(db).n_folds)]
+        if not (out / member / "final" / "bundle.json").is_file():
+            summarize(member, exp, db, folds, None, out / member)
+            trainings = [f / "training.json" for f in folds]
+            train_final(
+                member, exp, db, trainings, out / member / "metrics.json", out / member / "final"
+            )
+        bundles[member] = out / member / "final"
+    folder = out / "fusions" / name
+    write_fused_bundle(folder / "fusion.json", folder / "metrics.json", bundles, folder / "final")
+    print(f"fused bundle: {folder / 'final'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -128,8 +128,10 @@ def write_summary(
     tasks: Sequence[Mapping[str, Any]],
     sections: Sequence[tuple[str, str, str]],
     config: Mapping[str, Any],
+    table: pd.DataFrame | None = None,
 ) -> None:
-    """Write ``metrics.json``, the confusion plots and ``report.html`` of a derived result."""
+    """Write ``metrics.json``, the confusion plots and ``report.html`` of a derived result
+    (``table``: its predictions, for the speakers of each fold)."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,12 @@ def write_summary(
         images=images,
         config={kind: dict(config)},
         sections=sections,
+        folds_speakers=None
+        if table is None
+        else [
+            {"fold": int(k), "test": sorted(set(part["speaker"]))}
+            for k, part in table.groupby("fold", sort=True)
+        ],
     )
 
 

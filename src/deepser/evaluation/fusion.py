@@ -249,7 +249,7 @@ def fuse(
                 report.html_table(weights, "Chosen on each outer fold's inner-fold predictions."),
             )
         )
-    cb.write_summary(out_dir, name, "fusion", summary, tasks, sections, fusion)
+    cb.write_summary(out_dir, name, "fusion", summary, tasks, sections, fusion, table)
     return summary
 
 

@@ -135,7 +135,7 @@ def select(
         ),
         ("strict", "Adapted and strict", cb.strict_html(summary)),
     ]
-    cb.write_summary(out_dir, name, "selection", summary, tasks, sections, selection)
+    cb.write_summary(out_dir, name, "selection", summary, tasks, sections, selection, table)
     return summary
 
 

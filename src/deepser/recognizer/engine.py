@@ -21,10 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from deepser.bundle import BUNDLE_FORMAT, Bundle, FusionBundle, is_fusion, load_bundle, read_fusion
+from deepser.bundle import (
+    BUNDLE_FORMAT,
+    Bundle,
+    FusionBundle,
+    is_fusion,
+    load_bundle,
+    read_bundle,
+    read_fusion,
+)
 from deepser.database.windows import as_row, cut_windows
 from deepser.errors import BundleError, RecognizerError
-from deepser.features.registry import extract
+from deepser.features.registry import UTTERANCE_TYPES, extract, prepare_extractor
 from deepser.late_fusion import combine
 from deepser.models import as_inputs
 from deepser.recognizer.gain import GainControl
@@ -105,6 +113,7 @@ class Engine:
     def _load(cls, path: str | Path, gain: GainControl | None) -> Engine:
         if is_fusion(path):
             return FusedEngine.load(path, gain)
+        prepare_extractor(read_bundle(path).feature_spec)  # before Keras loads
         try:
             model, bundle = load_bundle(path)
         except BundleError:
@@ -120,7 +129,7 @@ class Engine:
     def max_duration_s(self) -> float:
         """Audio the model sees per segment (the rest is cut, as in training); functionals
         summarise the whole segment."""
-        if self.spec["type"] == "functionals":
+        if self.spec["type"] in UTTERANCE_TYPES:
             return float("inf")
         if self.spec["type"] == "raw":
             return self.window["max_steps"] / self.sample_rate
@@ -211,6 +220,8 @@ class FusedEngine:
         fused = read_fusion(path)
         if gain is not None and gain.name == "bundle":
             gain = None  # each member applies its own bundle's gain
+        for member in fused.members:  # before any member's Keras model loads
+            prepare_extractor(read_bundle(Path(path) / member).feature_spec)
         members = [Engine._load(Path(path) / m, gain) for m in fused.members]
         return cls(members, fused)
 

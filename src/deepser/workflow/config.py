@@ -8,7 +8,7 @@ from typing import Any
 
 from deepser.database.folds import DEFAULT_FOLD_BY
 from deepser.features.augment import waveform_config
-from deepser.features.registry import resolve_spec
+from deepser.features.registry import UTTERANCE_TYPES, resolve_spec
 
 
 def column_names(corpus: Mapping[str, Any]) -> list[str]:
@@ -86,18 +86,30 @@ BASELINE_FEATURE_SET = "baseline_functionals"
 
 def baseline_settings(config: Mapping[str, Any], database: str) -> dict[str, Any] | None:
     """The classic baseline of ``database`` with its feature set resolved (None: off, or no
-    folds). The feature set is the configured one, else the database's own when it is
-    ``functionals``, else :data:`BASELINE_FEATURE_SET` (see :func:`with_baseline_feature_sets`)."""
+    folds). The feature set is the configured one, else the database's own when it gives one
+    vector per utterance, else the config's first (not augmented) ``functionals`` set at the
+    same sample rate, else :data:`BASELINE_FEATURE_SET` (see :func:`with_baseline_feature_sets`).
+    The corpora's shards of that set are extracted (and cached) like any other."""
     db = config["databases"][database]
     entry = db.get("baseline", {})
     if entry is False or not db.get("fold_by", DEFAULT_FOLD_BY):
         return None
     entry = dict(entry or {})
     if "feature_set" not in entry:
-        own = config["feature_sets"][db["feature_set"]]
-        entry["feature_set"] = (
-            db["feature_set"] if own.get("type") == "functionals" else BASELINE_FEATURE_SET
-        )
+        fsets = config["feature_sets"]
+        own = fsets[db["feature_set"]]
+        same_rate = [
+            name
+            for name, fset in fsets.items()
+            if fset.get("type") == "functionals"
+            and fset.get("sample_rate") == own.get("sample_rate")
+            and not fset.get("augment")
+            and name != BASELINE_FEATURE_SET
+        ]
+        if own.get("type") in UTTERANCE_TYPES:
+            entry["feature_set"] = db["feature_set"]
+        else:  # another functionals set of the config (cached once), else the implied one
+            entry["feature_set"] = same_rate[0] if same_rate else BASELINE_FEATURE_SET
     return entry
 
 
@@ -206,7 +218,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                 f"{where}: c_len ({db['c_len']}) is larger than max_steps ({db['max_steps']})"
             )
         ftype = fsets.get(db["feature_set"], {}).get("type")
-        if ftype == "functionals" and (db["c_len"], db["max_steps"]) != (1, 1):
+        if ftype in UTTERANCE_TYPES and (db["c_len"], db["max_steps"]) != (1, 1):
             problems.append(
                 f"{where}: functionals give one vector per utterance; set c_len: 1 and "
                 f"max_steps: 1 (not {db['c_len']} and {db['max_steps']})"
@@ -236,6 +248,8 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
         where = f"databases.{name}.baseline.feature_set"
         if fset is None:
             problems.append(f"{where}: unknown feature set {settings['feature_set']!r}")
-        elif fset.get("type") != "functionals":
-            problems.append(f"{where}: {settings['feature_set']!r} is not a functionals set")
+        elif fset.get("type") not in UTTERANCE_TYPES:
+            problems.append(
+                f"{where}: {settings['feature_set']!r} is not a functionals or opensmile set"
+            )
     return problems + _experiment_problems(config) + _combination_problems(config)
