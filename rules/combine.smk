@@ -117,7 +117,7 @@ rule select:
         strict=member_files("selection", "candidates", "strict_predictions.csv"),
         trainings=member_files("selection", "candidates", "training.json"),
         inner=member_files("selection", "candidates", "inner"),
-        code=code("select.py"),
+        code=code("select_model.py"),
     output:
         metrics=report(
             f"{RESULTS}/selections/{{selection}}/metrics.json",
@@ -140,7 +140,7 @@ rule select:
     params:
         selection=lambda w: SELECTIONS[w.selection],
     script:
-        "../scripts/select.py"
+        "../scripts/select_model.py"
 
 
 rule select_final:

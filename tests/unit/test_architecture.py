@@ -181,3 +181,13 @@ def test_imports_inside_functions_defer_keras_or_serve_the_command_line() -> Non
                 f"{module} imports {target} inside a function, but importing it at the top "
                 "would not load Keras: import it at the top"
             )
+
+
+def test_no_script_shadows_a_standard_library_module():
+    """scripts/ is on sys.path when Snakemake runs a script (and in the live tests): a script
+    named like a standard module (select.py) breaks every import of that module."""
+    import sys
+
+    scripts = REPO / "scripts"
+    clashes = [p.name for p in scripts.glob("*.py") if p.stem in sys.stdlib_module_names]
+    assert not clashes

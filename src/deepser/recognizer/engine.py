@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from deepser.database.windows import as_row, cut_windows
 from deepser.errors import BundleError, RecognizerError
 from deepser.features.registry import UTTERANCE_TYPES, extract, prepare_extractor
 from deepser.late_fusion import combine
-from deepser.models import as_inputs
+from deepser.models import FEATURES, N_VALID, as_inputs
 from deepser.recognizer.gain import GainControl
 from deepser.recognizer.vad import Segment
 from deepser.runtime import quiet_stderr
@@ -214,6 +215,9 @@ class FusedEngine:
         self.spec = {"type": "fusion of " + ", ".join(m.spec["type"] for m in members)}
         self.window = members[0].window
         self.speaker_norm = next((m.speaker_norm for m in members if m.speaker_norm), None)
+        self.joint = self._joint_model()
+        n_types = len({self._feature_key(m) for m in members})
+        self._pool = ThreadPoolExecutor(max_workers=n_types) if n_types > 1 else None
 
     @classmethod
     def load(cls, path: str | Path, gain: GainControl | None = None) -> FusedEngine:
@@ -223,7 +227,9 @@ class FusedEngine:
         for member in fused.members:  # before any member's Keras model loads
             prepare_extractor(read_bundle(Path(path) / member).feature_spec)
         members = [Engine._load(Path(path) / m, gain) for m in fused.members]
-        return cls(members, fused)
+        engine = cls(members, fused)
+        engine.warm_up()
+        return engine
 
     @property
     def max_duration_s(self) -> float:
@@ -237,27 +243,60 @@ class FusedEngine:
         for member in adaptive:
             member.enrol(y)
 
+    @staticmethod
+    def _feature_key(member: Engine) -> str:
+        return json.dumps([member.spec, member.gain.name, member.gain.gain], default=str)
+
+    def _joint_model(self):
+        """One Keras model running every member (one compiled call per segment instead of one
+        per member): inputs ``m<i>_features`` / ``m<i>_n_valid``, outputs ``m<i>_<task>``."""
+        import keras
+
+        inputs, outputs = [], {}
+        for i, member in enumerate(self.members):
+            feat = keras.Input(member.bundle.row_shape, name=f"m{i}_{FEATURES}")
+            n_valid = keras.Input((), dtype="int32", name=f"m{i}_{N_VALID}")
+            member.model.name = f"member{i}_{member.model.name}"  # unique inside the joint
+            out = member.model({FEATURES: feat, N_VALID: n_valid})
+            if not isinstance(out, dict):
+                out = {member.tasks[0]["name"]: out}
+            inputs += [feat, n_valid]
+            for task in self.tasks:
+                outputs[f"m{i}_{task['name']}"] = out[task["name"]]
+        return keras.Model(inputs, outputs)
+
     def recognize(self, segment: Segment) -> Prediction:
-        """Each member's probabilities (shared feature extraction), then the combiner."""
-        cache: dict[str, np.ndarray] = {}
-        outputs = []
+        """Each member's probabilities (features extracted once per feature type and gain,
+        one model call for all members), then the combiner."""
+        first = {}  # one member per distinct feature computation
         for member in self.members:
-            key = json.dumps([member.spec, member.gain.name, member.gain.gain], default=str)
-            if key not in cache:
-                cache[key] = member._extract(segment.audio)
-            row, n_valid = member.rows(cache[key])
-            out = member.predict(row[None], np.array([n_valid]))
-            outputs.append({name: value[0] for name, value in out.items()})
+            first.setdefault(self._feature_key(member), member)
+        if len(first) > 1:  # distinct feature types side by side (numpy releases the GIL)
+            futures = {k: self._pool.submit(m._extract, segment.audio) for k, m in first.items()}
+            cache = {k: f.result() for k, f in futures.items()}
+        else:
+            cache = {k: m._extract(segment.audio) for k, m in first.items()}
+        batch = []
+        for member in self.members:
+            row, n_valid = member.rows(cache[self._feature_key(member)])
+            batch += [row[None].astype(np.float32), np.array([n_valid], np.int32)]
+        out = self.joint.predict_on_batch(batch)
         fused = {
             t["name"]: combine(
                 self.fused.method,
                 self.fused.params[t["name"]],
-                [o[t["name"]][None] for o in outputs],
+                [np.asarray(out[f"m{i}_{t['name']}"]) for i in range(len(self.members))],
             )[0]
             for t in self.tasks
         }
         return Prediction(segment, fused)
 
     def warm_up(self) -> None:
+        """Trace the joint model once (the members were warmed up when loaded)."""
+        rng = np.random.default_rng(0)
+        y = (0.01 * rng.standard_normal(self.sample_rate)).astype(np.float32)
+        batch = []
         for member in self.members:
-            member.warm_up()
+            row, n_valid = member.features(y, GainControl({"method": "none"}), adapt=False)
+            batch += [row[None].astype(np.float32), np.array([n_valid], np.int32)]
+        self.joint.predict_on_batch(batch)
