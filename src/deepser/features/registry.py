@@ -15,20 +15,32 @@ from typing import Any
 import numpy as np
 
 from deepser.errors import FeatureError
-from deepser.features.functionals import functionals
-from deepser.features.spectral import mel_filterbank, power_spectrogram, to_db
+from deepser.features.functionals import F0_METHODS, functionals
+from deepser.features.opensmile_features import FEATURE_SETS as OPENSMILE_SETS
+from deepser.features.opensmile_features import opensmile_functionals
+from deepser.features.opensmile_features import prepare as prepare_opensmile
+from deepser.features.spectral import (
+    DELTA_WIDTH,
+    mel_filterbank,
+    power_spectrogram,
+    to_db,
+    with_deltas,
+)
 
-FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw", "functionals")
+FEATURE_TYPES = ("logmel", "mel", "logspec", "pca_logspec", "raw", "functionals", "opensmile")
+# one vector per utterance (databases with c_len 1 and max_steps 1)
+UTTERANCE_TYPES = ("functionals", "opensmile")
 
 # Defaults per feature type; the original toolkit's settings are those of `mel` and `logspec`
 # (n_fft 512, hop 512 or 128, 80 mel bands up to 8 kHz, at 22 050 Hz), but the sample rate is
 # always explicit here: the original left it to librosa's 22 050 Hz default without recording it.
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "logmel": {"win": "25ms", "hop": "10ms", "n_mels": 40, "fmin": 0.0, "fmax": None},
+    "logmel": {"win": "25ms", "hop": "10ms", "n_mels": 40, "fmin": 0.0, "fmax": None, "deltas": 0},
     "mel": {"win": 512, "hop": 512, "n_mels": 80, "fmin": 0.0, "fmax": 8000.0},
     "logspec": {"win": 512, "hop": 128, "top_db": None},
     "pca_logspec": {"win": 512, "hop": 128, "top_db": None, "n_components": 60},
     "raw": {},
+    "opensmile": {"opensmile_set": "eGeMAPSv02"},
     "functionals": {
         "win": "25ms",
         "hop": "10ms",
@@ -39,6 +51,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "deltas": 2,
         "f0_min": 60.0,
         "f0_max": 600.0,
+        "f0_method": "yin",  # a stored spec without it means "pyin" (functionals.f0_method)
         "activity_db": 40.0,
     },
 }
@@ -68,6 +81,11 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     sr = int(config["sample_rate"])
     merged = {**_DEFAULTS[ftype], **{k: v for k, v in config.items() if k != "gain"}}
     spec: dict[str, Any] = {"type": ftype, "sample_rate": sr}
+    if ftype == "opensmile":  # openSMILE frames the signal itself
+        if merged["opensmile_set"] not in OPENSMILE_SETS:
+            raise ValueError(f"opensmile_set must be one of {', '.join(OPENSMILE_SETS)}")
+        spec["opensmile_set"] = str(merged["opensmile_set"])
+        return spec
     if ftype != "raw":
         win = parse_length(merged["win"], sr)
         hop = parse_length(merged["hop"], sr)
@@ -90,6 +108,14 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         if fmax > sr / 2:
             raise ValueError(f"fmax {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
         spec.update(n_mels=int(merged["n_mels"]), fmin=float(merged["fmin"]), fmax=fmax)
+    if ftype == "logmel" and merged.get("top_db") is not None:  # absent from the spec when None
+        if not float(merged["top_db"]) > 0:
+            raise ValueError("top_db must be positive (dB below the utterance's loudest bin)")
+        spec["top_db"] = float(merged["top_db"])
+    if ftype == "logmel" and int(merged["deltas"]):  # absent from the spec when 0
+        if int(merged["deltas"]) not in (1, 2):
+            raise ValueError("deltas must be 0, 1 or 2")
+        spec.update(deltas=int(merged["deltas"]), delta_width=DELTA_WIDTH)
     if ftype in ("logspec", "pca_logspec"):
         top_db = merged.get("top_db")
         spec["top_db"] = None if top_db is None else float(top_db)
@@ -104,11 +130,14 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError("deltas must be 0, 1 or 2")
         if not float(merged["activity_db"]) > 0:
             raise ValueError("activity_db must be positive (frames within it of the loudest)")
+        if merged["f0_method"] not in F0_METHODS:
+            raise ValueError(f"f0_method must be one of {', '.join(F0_METHODS)}")
         spec.update(
             n_mfcc=int(merged["n_mfcc"]),
             deltas=int(merged["deltas"]),
             f0_min=float(merged["f0_min"]),
             f0_max=float(merged["f0_max"]),
+            f0_method=str(merged["f0_method"]),
             activity_db=float(merged["activity_db"]),
         )
     return spec
@@ -122,7 +151,12 @@ def _mel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
 
 
 def _logmel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    return to_db(_mel(y, spec))
+    """Log-mel (frames, n_mels), floored ``top_db`` below the utterance's loudest bin when set
+    (digital silence, e.g. zero padding, is otherwise -100 dB, far below any recorded noise
+    floor), with ``deltas`` > 0 followed by its deltas (and delta-deltas): (frames, n_mels x
+    (1 + deltas)), static first."""
+    logmel = to_db(_mel(y, spec), spec.get("top_db"))
+    return with_deltas(logmel, int(spec.get("deltas", 0)), int(spec.get("delta_width", 9)))
 
 
 def _logspec(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
@@ -144,6 +178,10 @@ def _functionals(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return functionals(y, power_spectrogram(y, spec), spec)
 
 
+def _opensmile(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    return opensmile_functionals(y, spec)
+
+
 def _raw(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)[:, None]
 
@@ -155,11 +193,21 @@ EXTRACTORS: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {
     "pca_logspec": _pca_logspec,
     "raw": _raw,
     "functionals": _functionals,
+    "opensmile": _opensmile,
 }
+
+
+def prepare_extractor(spec: Mapping[str, Any]) -> None:
+    """Start a feature type that must start before TensorFlow loads (``opensmile``); a no-op
+    for the others. Call it before loading a Keras model in the same process."""
+    if spec["type"] == "opensmile":
+        prepare_opensmile(spec)
 
 
 def min_samples(spec: Mapping[str, Any]) -> int:
     """The fewest samples that give at least one feature frame (one full analysis window)."""
+    if spec["type"] == "opensmile":  # its longest analysis window is 60 ms
+        return int(0.06 * int(spec["sample_rate"]))
     return 1 if spec["type"] == "raw" else int(spec["win_length"])
 
 

@@ -57,3 +57,26 @@ def to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
     if top_db is not None:
         db = np.maximum(db, db.max() - top_db)
     return db.astype(np.float32)
+
+
+DELTA_WIDTH = 9  # frames in the regression window of the delta features (librosa's default)
+
+
+def with_deltas(feat: np.ndarray, order: int, width: int = DELTA_WIDTH) -> np.ndarray:
+    """``feat`` (frames, D) followed by its first ``order`` delta features (librosa.feature.delta,
+    ``width`` frames, edges by interpolation) along the dimension axis: (frames, D x (1 + order)),
+    static first, then delta, then delta-delta. Fewer frames than ``width``: a narrower window
+    (odd, at least 3); a single frame has zero deltas."""
+    if order == 0:
+        return feat
+    import librosa
+
+    n = feat.shape[0]
+    width = min(width, n if n % 2 else n - 1)
+    parts = [feat]
+    for k in range(1, order + 1):
+        if width < 3:
+            parts.append(np.zeros_like(feat))
+        else:
+            parts.append(librosa.feature.delta(feat, width=width, order=k, axis=0, mode="interp"))
+    return np.concatenate(parts, axis=1).astype(np.float32)

@@ -25,6 +25,7 @@ from deepser.models.custom_layers import (
     MaskSteps,
     PerWindow,
     PoolMask,
+    UtteranceNorm,
 )
 
 BLOCKS = ("plain", "residual", "highway")
@@ -32,14 +33,20 @@ POOLINGS = ("meanmax", "attention", "mean", "max", "last")
 WINDOW_POOLINGS = ("mean", "max", "meanmax")
 WINDOW_VECTORS = ("flatten", "mean")
 RNNS = ("lstm", "gru")
+UTTERANCE_NORMS = ("none", "mean", "meanvar")
 HIGHWAY_GATE_BIAS = -1.0  # the transform gate starts mostly closed: y ~ x at initialisation
 
 
 def model_inputs(
-    row_shape: Sequence[int], layout: str, mean: np.ndarray, variance: np.ndarray
+    row_shape: Sequence[int],
+    layout: str,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    utterance_norm: str = "none",
 ) -> tuple[keras.KerasTensor, keras.KerasTensor, keras.KerasTensor, keras.KerasTensor]:
     """Inputs in the database's layout -> (features, n_valid, normalised (batch, T, c, D, 1)
-    windows, mask (batch, T)). Normalisation statistics (training data only) live in the model."""
+    windows, mask (batch, T)). Normalisation statistics (training data only) live in the model;
+    ``utterance_norm`` (mean, meanvar) then also standardises each utterance on its own."""
     features = keras.Input(tuple(row_shape), name=FEATURES)
     n_valid = keras.Input((), dtype="int32", name=N_VALID)
     x = features
@@ -54,7 +61,27 @@ def model_inputs(
         name="feature_norm",
     )(x)
     mask = LengthMask(steps, name="window_mask")(n_valid)
+    if choice("utterance_norm", utterance_norm, UTTERANCE_NORMS) != "none":
+        x = UtteranceNorm(utterance_norm, name="utterance_norm")(x, mask)
     return features, n_valid, x, mask
+
+
+def split_channels(x: keras.KerasTensor, channels: int) -> keras.KerasTensor:
+    """Windows (batch, T, c, D, 1) whose D dimensions are ``channels`` blocks of equal size (e.g.
+    log-mel, delta, delta-delta: a feature set with ``deltas: 2``) -> (batch, T, c, D/channels,
+    channels): the blocks become input channels of the convolutions (the 3-D log-mel input of
+    Chen et al. 2018)."""
+    channels = positive("feature_channels", channels)
+    if channels == 1:
+        return x
+    steps, c_len, dims = x.shape[1:4]
+    if dims % channels:
+        raise ValueError(
+            f"feature_channels={channels} needs feature dimensions divisible by it; the "
+            f"database's windows have {dims}"
+        )
+    x = layers.Reshape((steps, c_len, channels, dims // channels), name="feature_blocks")(x)
+    return layers.Permute((1, 2, 4, 3), name="feature_channels")(x)
 
 
 def task_heads(x: keras.KerasTensor, tasks: Sequence[Mapping[str, Any]]) -> dict:

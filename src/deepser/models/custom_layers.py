@@ -184,6 +184,43 @@ class MaskedAttentionPooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="deepser")
+class UtteranceNorm(layers.Layer):
+    """Per-utterance normalisation of windows (batch, T, c_len, D, 1) with a window mask
+    (batch, T): each feature dimension minus its mean over the valid frames of the utterance
+    (``mode='mean'``, cepstral-mean-style) or also divided by its standard deviation there
+    (``mode='meanvar'``, floored at ``epsilon``). Padding windows come out 0. Uses no
+    statistics beyond the utterance itself, so it is the same at training, test and
+    recognition time."""
+
+    MODES = ("mean", "meanvar")
+
+    def __init__(self, mode: str = "mean", epsilon: float = 1e-3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"UtteranceNorm mode must be one of {self.MODES}; got {mode!r}")
+        self.mode, self.epsilon = mode, float(epsilon)
+
+    def call(self, x, mask):
+        m = ops.cast(mask, x.dtype)
+        for _ in range(len(x.shape) - 2):
+            m = ops.expand_dims(m, -1)  # (batch, T, 1, 1, 1)
+        frames = ops.cast(x.shape[2], x.dtype)
+        count = ops.maximum(ops.sum(m, axis=1, keepdims=True) * frames, 1.0)
+        mean = ops.sum(x * m, axis=(1, 2), keepdims=True) / count
+        y = x - mean
+        if self.mode == "meanvar":
+            var = ops.sum(ops.square(y) * m, axis=(1, 2), keepdims=True) / count
+            y = y / ops.sqrt(var + self.epsilon**2)
+        return y * m
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="deepser")
 class PerWindow(layers.Wrapper):
     """Apply ``layer`` to every window on its own: (batch, T, ...) -> (batch, T, ...'), by
     folding the windows into the batch axis.

@@ -24,6 +24,7 @@ from deepser.models.blocks import (
     reduce_frames,
     regularizer,
     sequence_head,
+    split_channels,
     task_heads,
     window_vectors,
 )
@@ -52,10 +53,11 @@ def dnn(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Per window: flatten (or mean over frames) -> dense stack; masked pooling over the
     windows -> dense -> heads (the original's f_dnn + u_dnn)."""
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
     reg = regularizer(l2)
     x = window_vectors(x, window_vector)
     x = dense_stack(x, int_list("window_units", window_units), dropout, reg, "window_dense")
@@ -91,10 +93,11 @@ def lstm(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Per window: flatten (or mean over frames) [-> dense stack]; a (bidirectional) LSTM or
     GRU stack over the valid windows -> masked pooling -> dense -> heads."""
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
     reg = regularizer(l2)
     x = window_vectors(x, window_vector)
     x = dense_stack(x, int_list("window_units", window_units), dropout, reg, "window_dense")
@@ -134,10 +137,11 @@ def cnn1d(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Per window: 1-D convolutions over the frames (the feature dimensions are the input
     channels) -> pooling over the frames; masked pooling over the windows -> dense -> heads."""
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
     reg = regularizer(l2)
     steps, c_len, dims = x.shape[1:4]
     x = layers.Reshape((steps, c_len, dims), name="window_frames")(x)
@@ -194,6 +198,7 @@ def cnn2d(
     mean: np.ndarray,
     variance: np.ndarray,
     *,
+    feature_channels: int = 1,
     conv_filters: IntOrList = (8, 16),
     kernel_size: IntOrList = 3,
     pool_size: IntOrList = 2,
@@ -206,10 +211,12 @@ def cnn2d(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Per window: 2-D convolutions over (frames, freq) -> pooling over the frames; masked
     pooling over the windows (no recurrence) -> dense -> heads."""
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
+    x = split_channels(x, feature_channels)
     reg = regularizer(l2)
     x = _cnn2d_windows(
         x, conv_filters, kernel_size, pool_size, block, batch_norm, window_pooling, dropout, reg
@@ -234,6 +241,7 @@ def cnn_lstm(
     mean: np.ndarray,
     variance: np.ndarray,
     *,
+    feature_channels: int = 1,
     conv_filters: IntOrList = (8, 16),
     kernel_size: IntOrList = 3,
     pool_size: IntOrList = 2,
@@ -250,10 +258,12 @@ def cnn_lstm(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Per-window 2-D CNN -> recurrent layer(s) over the valid windows ->
     masked pooling (mean and max by default) -> dense -> one head per task."""
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
+    x = split_channels(x, feature_channels)
     reg = regularizer(l2)
     x = _cnn2d_windows(
         x, conv_filters, kernel_size, pool_size, block, batch_norm, window_pooling, dropout, reg
@@ -301,6 +311,7 @@ def raw_cnn_lstm(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """Raw-waveform model after Kim et al., ACM MM 2017 (deep temporal models with identity
     skip connections): per window of raw samples, a strided 1-D convolution front end ->
@@ -316,7 +327,7 @@ def raw_cnn_lstm(
             f"shape (T, 1, samples, 1)); this database's rows are {tuple(row_shape)} "
             f"({row_shape[steps_axis]} windows of {c_len} frames x {dims} dimensions)"
         )
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
     reg = regularizer(l2)
     steps = x.shape[1]
     x = layers.Reshape((steps, c_len * dims, 1), name="window_samples")(x)
@@ -368,6 +379,7 @@ def cnn3d(
     mean: np.ndarray,
     variance: np.ndarray,
     *,
+    feature_channels: int = 1,
     conv_filters: IntOrList = (8, 16),
     kernel_size: IntOrList = 3,
     pool_size: IntOrList = (1, 2, 2),
@@ -384,6 +396,7 @@ def cnn3d(
     dense_layers: int = 1,
     dropout: float = 0.3,
     l2: float = 0.0,
+    utterance_norm: str = "none",
 ) -> keras.Model:
     """3-D CNN after Kim et al., ACII 2017 (spectro-temporal features with 3D CNNs): Conv3D
     over (windows, frames, freq) on the 3d layout, invalid windows zeroed before and after every
@@ -395,7 +408,8 @@ def cnn3d(
             f"(1, T, c_len, D)); this one is {layout!r} with rows {tuple(row_shape)}: set "
             "`layout: 3d` in the database's config"
         )
-    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance)
+    features, n_valid, x, mask = model_inputs(row_shape, layout, mean, variance, utterance_norm)
+    x = split_channels(x, feature_channels)
     reg = regularizer(l2)
     x = MaskSteps(name="input_mask")(x, mask)
     x, mask = conv_stack(

@@ -3,7 +3,8 @@
 Rows of a database are sorted by fold, so a fold's training rows are a few contiguous runs.
 They are kept in RAM when they fit; otherwise :class:`ChunkedBatches` streams contiguous blocks
 and shuffles rows inside a buffer of several blocks. Class weights and random re-sampling
-balance the classes; SpecAugment masks training batches only.
+balance the classes; SpecAugment masks training batches only; :func:`mixup` mixes pairs of
+training examples and their targets.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from deepser.database.store import (
     read_window_spec,
     to_time_major,
 )
-from deepser.models import as_inputs
+from deepser.models import FEATURES, N_VALID, as_inputs
 from deepser.tasks import is_categorical
 from deepser.training.spec_augment import spec_augment
 
@@ -180,6 +181,46 @@ class ChunkedBatches:
             )
             feat = to_time_major(masked, self.layout)  # the swap is its own inverse
         return as_inputs(feat, buf.n_valid[idx]), targets, sample_weights
+
+
+def mixup(
+    inputs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray],
+    tasks: Sequence[Mapping[str, Any]],
+    rng: np.random.Generator,
+    alpha: float,
+) -> tuple[dict, dict, dict]:
+    """Mixup (Zhang et al. 2018) of a training batch: every example ``i`` is mixed with example
+    ``perm[i]`` of the same batch, ``lam * x_i + (1 - lam) * x_perm[i]`` with ``lam`` drawn per
+    example from Beta(alpha, alpha) and folded to >= 0.5 (the example keeps its own identity);
+    categorical targets become the same mixture of one-hot vectors (soft targets), continuous
+    targets and sample weights the same mixture of theirs; ``n_valid`` is the larger of the two.
+    Features are mixed before the model's (affine) normalisation, which is the same as mixing
+    after it."""
+    feat = np.asarray(inputs[FEATURES], np.float32)
+    n = feat.shape[0]
+    lam = rng.beta(alpha, alpha, n).astype(np.float32)
+    lam = np.maximum(lam, 1.0 - lam)
+    perm = rng.permutation(n)
+    shape = (n,) + (1,) * (feat.ndim - 1)
+    mixed_inputs = dict(inputs)
+    mixed_inputs[FEATURES] = lam.reshape(shape) * feat + (1 - lam.reshape(shape)) * feat[perm]
+    n_valid = np.asarray(inputs[N_VALID])
+    mixed_inputs[N_VALID] = np.maximum(n_valid, n_valid[perm])
+    mixed_targets, mixed_weights = {}, {}
+    for task in tasks:
+        name = task["name"]
+        y = np.asarray(targets[name])
+        if is_categorical(task):
+            onehot = np.eye(len(task["classes"]), dtype=np.float32)[y.astype(int).reshape(-1)]
+            mixed_targets[name] = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[perm]
+        else:
+            lam_y = lam.reshape((n,) + (1,) * (y.ndim - 1))
+            mixed_targets[name] = (lam_y * y + (1 - lam_y) * y[perm]).astype(np.float32)
+        w = np.asarray(weights[name], np.float32)
+        mixed_weights[name] = lam * w + (1 - lam) * w[perm]
+    return mixed_inputs, mixed_targets, mixed_weights
 
 
 def prefetch(items, depth: int = 2):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from deepser.database.store import Arrays
 from deepser.metrics import unweighted_average_recall
-from deepser.training.batches import ChunkedBatches
+from deepser.training.batches import ChunkedBatches, mixup
 from deepser.training.schedule import EarlyStopping, LearningRate
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def compile_model(model, tasks: list[dict], training: Mapping[str, Any]) -> None
     kwargs = {"learning_rate": training["learning_rate"]}
     if training.get("clipnorm"):
         kwargs["clipnorm"] = training["clipnorm"]
+    if training.get("ema"):  # a moving average of the weights, see fit
+        kwargs.update(use_ema=True, ema_momentum=float(training["ema"]))
     name = training.get("optimizer", "adam")
     if name == "adamw":
         optimizer = keras.optimizers.AdamW(weight_decay=training.get("weight_decay", 0.0), **kwargs)
@@ -69,9 +71,16 @@ def fit(
 ) -> FitResult:
     """Train ``model`` (compiled) for up to ``epochs`` epochs. With ``val``, every epoch is
     scored on it (validation UA of ``monitor``), training stops after ``patience`` epochs
-    without a better score, and the best epoch's weights are restored."""
+    without a better score, and the best epoch's weights are restored.
+
+    ``training['mixup']`` > 0 mixes every training batch (:func:`mixup`, seeded by the training
+    seed). ``training['ema']`` > 0 (compiled in by :func:`compile_model`): the model ends with
+    the exponential moving average of its weights, and validation scores the averaged weights."""
     schedule = LearningRate(training, epochs)
     stopper = EarlyStopping(int(training["patience"]))
+    alpha = float(training.get("mixup") or 0.0)
+    mix_rng = np.random.default_rng([int(training["seed"]), 2])
+    ema = bool(getattr(model.optimizer, "use_ema", False))
     rows: list[dict[str, float]] = []
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -79,6 +88,10 @@ def fit(
         sums: dict[str, float] = {}
         n_batches = 0
         for inputs, targets, weights in batches.epoch():
+            if alpha > 0:
+                inputs, targets, weights = mixup(
+                    inputs, targets, weights, batches.tasks, mix_rng, alpha
+                )
             logs = model.train_on_batch(inputs, targets, sample_weight=weights, return_dict=True)
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
@@ -90,9 +103,13 @@ def fit(
         }
         stop = False
         if val is not None:
+            if ema:
+                swap_average(model)
             row.update(validation_logs(model, val, batches, monitor))
             schedule.observe(row["val_ua"])
             stop = stopper.update(row["val_ua"], epoch, model)
+            if ema:
+                swap_average(model)
         rows.append(row)
         log.info("epoch %d: %s%s", epoch, row, " (stopping)" if stop else "")
         if stop:
@@ -102,7 +119,23 @@ def fit(
     if val is not None:
         best_epoch = stopper.best_epoch
         stopper.restore(model)
+    elif ema:
+        swap_average(model)
     return FitResult(history=pd.DataFrame(rows), best_epoch=int(best_epoch), seconds=seconds)
+
+
+def swap_average(model) -> None:
+    """Exchange the model's trainable weights with the optimizer's moving averages of them
+    (Keras's ``use_ema``): twice is the identity."""
+    optimizer = model.optimizer
+    averages = optimizer._model_variables_moving_average  # in trainable_variables' order
+    variables = model.trainable_variables
+    if len(averages) != len(variables):
+        raise RuntimeError("the optimizer's weight averages do not match the model's weights")
+    for var, avg in zip(variables, averages, strict=True):
+        current = np.array(var.numpy())
+        var.assign(avg.numpy())
+        avg.assign(current)
 
 
 def validation_logs(

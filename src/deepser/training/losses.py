@@ -21,7 +21,9 @@ class SparseFocalLoss(keras.losses.Loss):
 
     ``loss = -alpha[y] * (1 - p_y) ** gamma * sum_c t_c log p_c`` with ``t`` the (optionally
     label-smoothed) one-hot target. ``alpha``: None (1 for every class), one number for every
-    class, or one weight per class.
+    class, or one weight per class. Targets may also be soft, (batch, classes) probability
+    vectors (mixup): then ``t`` is that vector (smoothed), ``p_y = sum_c t_c p_c`` and
+    ``alpha[y] = sum_c t_c alpha[c]``.
     """
 
     def __init__(
@@ -48,8 +50,13 @@ class SparseFocalLoss(keras.losses.Loss):
         self.alpha = alpha
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        onehot = ops.one_hot(y_true, self.n_classes, dtype=y_pred.dtype)
+        if len(y_true.shape) == 2 and y_true.shape[-1] == self.n_classes > 1:
+            # soft targets (batch, classes), e.g. mixup's mixtures of one-hot vectors
+            onehot = ops.cast(y_true, y_pred.dtype)
+            y_true = None
+        else:
+            y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            onehot = ops.one_hot(y_true, self.n_classes, dtype=y_pred.dtype)
         probs = ops.clip(y_pred, keras.config.epsilon(), 1.0 - keras.config.epsilon())
         target = onehot
         if self.label_smoothing:
@@ -63,6 +70,8 @@ class SparseFocalLoss(keras.losses.Loss):
         if isinstance(self.alpha, float | int):
             return float(self.alpha) * ce
         alpha = ops.convert_to_tensor(self.alpha, dtype=y_pred.dtype)
+        if y_true is None:  # soft targets: the targets' mixture of the class weights
+            return ops.sum(onehot * alpha, axis=-1) * ce
         return ops.take(alpha, y_true) * ce
 
     def get_config(self) -> dict:
@@ -105,6 +114,6 @@ def task_loss(task: dict, training: dict) -> keras.losses.Loss | str:
     if isinstance(alpha, dict):  # per task: {task: [one weight per class]}
         alpha = alpha.get(task["name"])
     smoothing = float(training.get("label_smoothing", 0.0))
-    if not gamma and alpha is None and not smoothing:
+    if not gamma and alpha is None and not smoothing and not training.get("mixup"):
         return "sparse_categorical_crossentropy"
     return SparseFocalLoss(len(task["classes"]), gamma, alpha, smoothing)

@@ -34,6 +34,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_min": 0.0,
     "plateau_patience": 4,
     "spec_augment": None,
+    "mixup": 0.0,  # alpha of mixup's Beta(alpha, alpha) mixing weights; 0: no mixup
+    "ema": 0.0,  # momentum of an exponential moving average of the weights; 0: none
 }
 
 
