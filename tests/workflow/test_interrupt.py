@@ -204,9 +204,10 @@ def test_sigkill_during_feature_extraction(work: Path, reference: Path) -> None:
         final = features / f"{tmp.name[1:].split('.h5.')[0]}.h5"
         assert not final.exists(), "a half-written shard has its final name"
         assert str(final.relative_to(work)) in marked  # Snakemake knows its job did not end
-    # the next run, up to the database: the interrupted shards are extracted again
+    # the next run, up to the database and its baseline (whose functionals shards may have been
+    # killed too): the interrupted shards are extracted again
     run_workflow(work, CONFIG, "--unlock")
-    output = run_workflow(work, CONFIG, "results/db/db.h5")
+    output = run_workflow(work, CONFIG, "results/db/db.h5", "results/baselines/db/metrics.json")
     output = output.stdout + output.stderr
     assert "rule extract_features:" in output
     assert leftovers(work) == []  # the killed writer's temporary is gone

@@ -36,7 +36,17 @@ SLURM_ARGS = (
     "5",
 )
 # rules marked `localrule: True` (and the target rule) run on the submitting machine
-LOCAL_RULES = {"all", "synthesize_demo", "merge_gain", "summarize", "compare_experiments"}
+LOCAL_RULES = {
+    "all",
+    "synthesize_demo",
+    "merge_gain",
+    "summarize",
+    "compare_experiments",
+    "fuse",
+    "fuse_final",
+    "select",
+    "select_final",
+}
 
 
 def start_slurm_run(root: Path) -> BackgroundRun:
@@ -94,8 +104,9 @@ def test_demo_workflow_runs_through_sbatch_and_equals_a_local_run(
     remote = Counter({r: n for r, n in plan.items() if r not in LOCAL_RULES})
     assert remote == {
         "prepare_meta": 1,
-        "extract_features": 2,
+        "extract_features": 4,  # 2 shards of log-mel, 2 of the classic baseline's functionals
         "build_database": 1,
+        "baseline": 1,
         "train_fold": 2,
         "evaluate_fold": 2,
         "train_final": 1,
