@@ -62,14 +62,79 @@ def merge_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, float | int]:
 
 
 def read_gain_txt(path: str | Path) -> tuple[float, float]:
-    """Read the original toolkit's ``<meta>.gain.txt`` (``min gain:\\t-1.05, max gain:\\t1.1``)."""
-    text = Path(path).read_text(encoding="utf-8-sig")
+    """Read the original toolkit's ``<meta>.gain.txt`` (``min gain:\\t-1.05, max gain:\\t1.1``).
+
+    A missing or unreadable file, or one without two numbers, raises :class:`ValueError`
+    naming the file."""
+    expected = "expected 'min gain:\\t<min>, max gain:\\t<max>'"
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: gain file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a gain file ({exc}; {expected})") from None
     match = _GAIN_TXT.search(text)
     if not match:
+        raise ValueError(f"{path}: not a gain file ({expected})")
+    try:
+        return float(match["min"].rstrip(",")), float(match["max"])
+    except ValueError:
         raise ValueError(
-            f"{path}: not a gain file (expected 'min gain:\\t<min>, max gain:\\t<max>')"
-        )
-    return float(match["min"]), float(match["max"])
+            f"{path}: not a gain file (min {match['min']!r} or max {match['max']!r} is not a "
+            f"number; {expected})"
+        ) from None
+
+
+def gain_problems(config: Mapping[str, Any]) -> list[str]:
+    """Every problem of a feature set's ``gain`` entry that shows before any audio is read
+    (each message starts with the key it concerns, relative to the entry): an unknown method,
+    fixed bounds missing or not increasing, a gain file missing, unreadable or with bounds not
+    increasing, a target range of zero width (constant output) or a target level that is not
+    positive. The corpus statistics (``source: corpus``) are checked when they are merged."""
+    method = config.get("method", "none")
+    if method not in GAIN_METHODS:
+        return [f"method: unknown gain method {method!r}; known: {', '.join(GAIN_METHODS)}"]
+    problems: list[str] = []
+    if method in ("peak", "rms"):
+        target = config.get("target")
+        if target is not None and not (np.isfinite(float(target)) and float(target) > 0):
+            problems.append(f"target: the {method} target must be a positive number, not {target}")
+        return problems
+    if method != "minmax":
+        return problems
+    source = config.get("source", "corpus")
+    bounds = None
+    if source == "fixed":
+        if not {"min", "max"} <= set(config):
+            problems.append("source 'fixed' needs min and max")
+        else:
+            bounds = float(config["min"]), float(config["max"])
+            if not bounds[1] > bounds[0]:
+                problems.append("max must be greater than min")
+                bounds = None
+    elif source == "file":
+        file = config.get("file")
+        if not file:
+            problems.append("file: source 'file' needs the gain file (file: <meta>.gain.txt)")
+        elif not Path(file).is_file():
+            problems.append(f"gain file {file!r} not found")
+        else:
+            try:
+                bounds = read_gain_txt(file)
+            except ValueError as exc:
+                problems.append(f"file: {exc}")
+            else:
+                if not bounds[1] > bounds[0]:
+                    problems.append(
+                        f"file: {file}: max gain {bounds[1]} must be greater than min gain "
+                        f"{bounds[0]}"
+                    )
+    if bounds is not None and not all(np.isfinite(bounds)):
+        problems.append(f"the bounds must be finite numbers, not {bounds[0]} and {bounds[1]}")
+    lo, hi = (float(v) for v in config.get("range", [0.0, 1.0]))
+    if hi == lo:
+        problems.append(f"range: [{lo}, {hi}] maps every sample to one value; use e.g. [0, 1]")
+    return problems
 
 
 def resolve_gain(config: Mapping[str, Any], corpus_stats: Mapping[str, Any] | None) -> dict:

@@ -21,6 +21,8 @@ from deepser.features.opensmile_features import opensmile_functionals
 from deepser.features.opensmile_features import prepare as prepare_opensmile
 from deepser.features.spectral import (
     DELTA_WIDTH,
+    empty_mel_filters,
+    max_mel_bands,
     mel_filterbank,
     power_spectrogram,
     to_db,
@@ -141,6 +143,57 @@ def resolve_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             activity_db=float(merged["activity_db"]),
         )
     return spec
+
+
+def _bands(bands: list[int], most: int = 8) -> str:
+    shown = ", ".join(str(b) for b in bands[:most])
+    return shown + (f", ... ({len(bands)} in all)" if len(bands) > most else "")
+
+
+def spec_problems(spec: Mapping[str, Any]) -> list[str]:
+    """Parameters of a resolved spec (:func:`resolve_spec`) that :func:`resolve_spec` accepts
+    but that would give constant or missing features: mel filters without an FFT bin (too many
+    bands for ``n_fft``; computed with the extractor's own filterbank), ``fmin`` not below
+    ``fmax``, a hop longer than the window (samples never analysed), a window under 2 samples, a
+    ``top_db`` floor that is not positive, more PCA components than spectrogram bins. The
+    workflow's config check reports them before any job runs; a stored spec (a bundle) is not
+    checked again."""
+    problems: list[str] = []
+    if "win_length" in spec:
+        win, hop = int(spec["win_length"]), int(spec["hop_length"])
+        if win < 2:
+            problems.append(f"win is {win} sample(s); a frame needs at least 2")
+        if hop > win:
+            problems.append(
+                f"hop ({hop} samples) is longer than win ({win}): the samples between frames "
+                "would never be analysed; use a hop of at most the window"
+            )
+    if "n_mels" in spec:
+        sr, n_fft, n_mels = int(spec["sample_rate"]), int(spec["n_fft"]), int(spec["n_mels"])
+        fmin, fmax = float(spec["fmin"]), float(spec["fmax"])
+        if not fmin < fmax:
+            problems.append(f"fmin ({fmin:g} Hz) must be below fmax ({fmax:g} Hz)")
+        else:
+            empty = empty_mel_filters(sr, n_fft, n_mels, fmin, fmax)
+            if empty:
+                most = max_mel_bands(sr, n_fft, fmin, fmax, n_mels)
+                use = (
+                    f"use at most {most} mel bands or a larger n_fft/win"
+                    if most
+                    else "use a larger n_fft/win or a wider fmin..fmax"
+                )
+                problems.append(
+                    f"n_mels {n_mels} with n_fft {n_fft} gives {len(empty)} empty mel filters "
+                    f"(bands {_bands(empty)}: constant features); {use}"
+                )
+    if spec.get("top_db") is not None and not float(spec["top_db"]) > 0:
+        problems.append(f"top_db must be positive (dB below the loudest bin), not {spec['top_db']}")
+    if "n_components" in spec and int(spec["n_components"]) > int(spec["n_fft"]) // 2 + 1:
+        problems.append(
+            f"n_components {spec['n_components']} is more than the {int(spec['n_fft']) // 2 + 1} "
+            f"bins of an n_fft of {spec['n_fft']}; use at most that many"
+        )
+    return problems
 
 
 def _mel(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:

@@ -51,6 +51,32 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -
     return np.ascontiguousarray(fb.T, dtype=np.float32)
 
 
+def empty_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[int]:
+    """The mel bands of :func:`mel_filterbank` whose filter is all zero: no FFT bin falls inside
+    the band (too many bands for ``n_fft``), so the feature is constant."""
+    import warnings
+
+    with warnings.catch_warnings():  # librosa's "Empty filters detected": we report them
+        warnings.simplefilter("ignore", UserWarning)
+        fb = mel_filterbank(int(sr), int(n_fft), int(n_mels), float(fmin), float(fmax))
+    return np.flatnonzero(fb.max(axis=0) <= 0.0).tolist()
+
+
+def max_mel_bands(sr: int, n_fft: int, fmin: float, fmax: float, upper: int) -> int:
+    """The largest number of mel bands below ``upper`` without an empty filter (0: none), by
+    bisection (empty filters appear as the bands get more numerous) checked by a step down."""
+    lo, hi = 0, int(upper) - 1  # invariant: lo has no empty filter (0 trivially)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if empty_mel_filters(sr, n_fft, mid, fmin, fmax):
+            hi = mid - 1
+        else:
+            lo = mid
+    while lo > 0 and empty_mel_filters(sr, n_fft, lo, fmin, fmax):
+        lo -= 1
+    return lo
+
+
 def to_db(power: np.ndarray, top_db: float | None = None) -> np.ndarray:
     """Power in dB (floored at :data:`AMIN`; optionally ``top_db`` below the maximum)."""
     db = 10.0 * np.log10(np.maximum(power, AMIN))

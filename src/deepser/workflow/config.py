@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from deepser.corpus.gain import gain_problems
 from deepser.database.folds import DEFAULT_FOLD_BY
 from deepser.features.augment import waveform_config
-from deepser.features.registry import UTTERANCE_TYPES, resolve_spec
+from deepser.features.registry import UTTERANCE_TYPES, resolve_spec, spec_problems
 
 
 def column_names(corpus: Mapping[str, Any]) -> list[str]:
@@ -45,8 +45,15 @@ def resolve_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _experiment_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     experiments = config.get("experiments") or {}
+    databases = config.get("databases") or {}
     for name, exp in experiments.items():
         where = f"experiments.{name}"
+        if exp.get("database") not in databases:
+            problems.append(
+                f"{where}.database: unknown database {exp.get('database')!r} "
+                f"(known: {', '.join(databases) or 'none'})"
+            )
+            continue
         source = exp.get("init_from")
         if source is not None:
             if source not in experiments or source == name:
@@ -181,21 +188,15 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     corpora, fsets = config["corpora"], config["feature_sets"]
     for name, fset in fsets.items():
         try:
-            resolve_spec(fset)
+            spec = resolve_spec(fset)
             augment_config(config, name)
         except ValueError as exc:
             problems.append(f"feature_sets.{name}: {exc}")
-        gain = fset.get("gain") or {}
-        if gain.get("method") == "minmax":
-            source = gain.get("source", "corpus")
-            if source == "fixed" and not {"min", "max"} <= set(gain):
-                problems.append(f"feature_sets.{name}.gain: source 'fixed' needs min and max")
-            if source == "fixed" and {"min", "max"} <= set(gain) and not gain["max"] > gain["min"]:
-                problems.append(f"feature_sets.{name}.gain: max must be greater than min")
-            if source == "file" and not Path(gain.get("file", "")).is_file():
-                problems.append(
-                    f"feature_sets.{name}.gain: gain file {gain.get('file')!r} not found"
-                )
+        else:  # impossible combinations: empty mel filters, a hop past the window, ...
+            problems += [f"feature_sets.{name}: {p}" for p in spec_problems(spec)]
+        problems += [
+            f"feature_sets.{name}.gain: {p}" for p in gain_problems(fset.get("gain") or {})
+        ]
     for name in corpora:
         if "/" in name or not name:
             problems.append(f"corpora.{name}: a corpus name cannot contain '/'")
@@ -240,11 +241,34 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
                     f"{where}.fold_by: corpus {cname!r} has no column {fold_by!r} "
                     f"(add it under corpora.{cname}.columns)"
                 )
-    for name in config["databases"]:
-        settings = baseline_settings(config, name)
+    # the baselines of the databases whose references hold (the others are reported above)
+    known = {
+        name: db
+        for name, db in config["databases"].items()
+        if db["feature_set"] in fsets and all(c in corpora for c in db["corpora"])
+    }
+    checked = {**config, "databases": known}
+    implied = with_baseline_feature_sets(checked)
+    if BASELINE_FEATURE_SET in implied and BASELINE_FEATURE_SET not in fsets:
+        user = next(
+            n
+            for n in known
+            if (baseline_settings(checked, n) or {}).get("feature_set") == BASELINE_FEATURE_SET
+        )
+        try:
+            found = spec_problems(resolve_spec(implied[BASELINE_FEATURE_SET]))
+        except ValueError as exc:
+            found = [str(exc)]
+        problems += [
+            f"databases.{user}.baseline: the implied feature set {BASELINE_FEATURE_SET!r}: {p} "
+            "(define a functionals feature set and name it in baseline.feature_set)"
+            for p in found
+        ]
+    for name in known:
+        settings = baseline_settings(checked, name)
         if settings is None:
             continue
-        fset = with_baseline_feature_sets(config).get(settings["feature_set"])
+        fset = implied.get(settings["feature_set"])
         where = f"databases.{name}.baseline.feature_set"
         if fset is None:
             problems.append(f"{where}: unknown feature set {settings['feature_set']!r}")
