@@ -17,11 +17,19 @@ from deepser.workflow.config import (
     needs_corpus_gain,
     resolve_experiments,
 )
+from deepser.workflow.feasibility import (
+    fold_problems,
+    inner_fold_problems,
+    needs_validation_split,
+)
+from deepser.workflow.schema import load_schema, validate_config
+from snakemake.logging import logger
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-validate(config, schema="../config/schema.yaml")
-_config_problems = check_config(config)
+# the schema's checks (one line per problem, defaults filled in), then the cross-references
+_config_problems = validate_config(
+    config, load_schema(Path(workflow.basedir) / "config/schema.yaml")
+) or check_config(config)
 if _config_problems:
     raise WorkflowError(
         "invalid config:\n" + "\n".join(f"  {p}" for p in _config_problems)
@@ -97,6 +105,7 @@ def db_corpora(wildcards):
 
 
 def db_inputs(wildcards):
+    check_folds(wildcards.database)
     db = DATABASES[wildcards.database]
     corpora = db["corpora"]
     base = f"{RESULTS}/corpora"
@@ -160,6 +169,94 @@ def database_n_folds(name):
         return labels
 
     return count_folds(db.get("n_folds"), groups)
+
+
+def _categorical_tasks(db):
+    first = list(CORPORA[db["corpora"][0]]["columns"])
+    names = [first[t] if isinstance(t, int) else t for t in db["tasks"]]
+    categorical = []
+    for task in names:
+        specs = [CORPORA[c]["columns"][task] for c in db["corpora"]]
+        if not any(
+            isinstance(s, dict) and s.get("type") == "continuous" for s in specs
+        ):
+            categorical.append(task)
+    return categorical
+
+
+def _validation_needs(members):
+    return any(needs_validation_split(EXPERIMENTS[m]) for m in members)
+
+
+@lru_cache(maxsize=None)
+def _fold_check(name, stamps):
+    """(errors, warnings) of database ``name``'s folds and of the inner folds its fusions and
+    selections need, from the validated meta files (``stamps``: their mtimes, the cache key).
+    """
+    db = DATABASES[name]
+    fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
+    multi = len(db["corpora"]) > 1
+    groups, speakers, labels = [], [], {t: [] for t in _categorical_tasks(db)}
+    for corpus in db["corpora"]:
+        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+        table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
+        source = [corpus] * len(table)
+        groups += group_labels(source, list(table[fold_by]), multi)
+        has_speaker = all("speaker" in CORPORA[c]["columns"] for c in db["corpora"])
+        speakers += (
+            group_labels(source, list(table["speaker"]), multi)
+            if has_speaker
+            else [""] * len(table)
+        )
+        for task in labels:
+            labels[task] += list(table[task])
+    users = [e for e, exp in EXPERIMENTS.items() if exp["database"] == name]
+    where = f"databases.{name}"
+    errors, warnings = fold_problems(
+        groups,
+        labels,
+        db.get("n_folds"),
+        _validation_needs(users),
+        where,
+        speakers=speakers,
+    )
+    for kind, entries, key in (
+        ("fusions", FUSIONS, "members"),
+        ("selections", SELECTIONS, "candidates"),
+    ):
+        for entry_name, entry in entries.items():
+            members = [m for m in entry[key] if EXPERIMENTS[m]["database"] == name]
+            if not members or (kind == "fusions" and entry.get("method") == "average"):
+                continue
+            errors += inner_fold_problems(
+                groups,
+                db.get("n_folds"),
+                entry.get("inner_folds", 3),
+                _validation_needs(members),
+                f"{kind}.{entry_name} ({where})",
+                speakers=speakers,
+            )
+    for warning in warnings:  # once per run (cached)
+        logger.warning(f"Warning: {warning}")
+    return errors, warnings
+
+
+def check_folds(name):
+    """Stop before any feature of database ``name`` is built when its folds cannot be trained
+    (one speaker, more folds than speakers, no validation speakers); warn about classes that
+    one speaker or one fold holds alone. Runs once the validated meta files exist."""
+    db = DATABASES[name]
+    if not db.get("fold_by", DEFAULT_FOLD_BY):
+        return
+    stamps = []
+    for corpus in db["corpora"]:
+        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+        stamps.append(Path(meta).stat().st_mtime_ns)
+    errors, _ = _fold_check(name, tuple(stamps))
+    if errors:
+        raise WorkflowError(
+            "the folds cannot be trained:\n" + "\n".join(f"  {e}" for e in errors)
+        )
 
 
 def fold_files(name):

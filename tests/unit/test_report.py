@@ -189,3 +189,25 @@ def test_html_report_minimal(tmp_path: Path) -> None:
             tmp_path / "r2.html", title="t", summary=summary, images={"missing": tmp_path / "x"}
         )
     assert not (tmp_path / "r2.html").exists()
+
+
+def test_a_class_one_fold_holds_alone_is_a_data_warning() -> None:
+    from deepser.evaluation.summary import coverage_warnings
+
+    task = {"name": "emotion", "type": "categorical", "classes": ["a", "b", "c"]}
+    folds = [
+        pd.DataFrame({"speaker": ["s1", "s1"], "emotion_true": ["a", "b"]}),
+        pd.DataFrame({"speaker": ["s2", "s2"], "emotion_true": ["a", "c"]}),
+        pd.DataFrame({"speaker": ["s3"], "emotion_true": ["b"]}),
+    ]
+    warnings = coverage_warnings(folds, [task])
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "class 'c' of task emotion occurs in fold 1 only (speaker s2)"
+    )
+    folds[2] = pd.DataFrame({"speaker": ["s3", "s3"], "emotion_true": ["b", "c"]})
+    assert coverage_warnings(folds, [task]) == []
+    continuous = {"name": "score", "type": "continuous"}
+    assert (
+        coverage_warnings([pd.DataFrame({"speaker": ["s1"], "score_true": [0.1]})], [continuous])
+        == []
+    )

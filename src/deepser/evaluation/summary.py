@@ -3,6 +3,7 @@ comparison of several experiments."""
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,13 @@ def summarize(
     summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
     summary["normalisation"] = trainings[0].normalisation
     sections = []
+    warnings = coverage_warnings(predictions, tasks)
+    if warnings:
+        summary["warnings"] = warnings
+        for warning in warnings:
+            log.warning("%s", warning)
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        sections.append(("warnings", "Data warnings", f"<ul>{items}</ul>"))
     if summary["normalisation"] == "speaker":
         strict = [read_json(d / "metrics.json").get("strict") for d in fold_dirs]
         if all(strict):
@@ -138,6 +146,28 @@ def summarize(
     )
     log.info("summary written to %s", out_dir)
     return summary
+
+
+def coverage_warnings(predictions: Sequence[pd.DataFrame], tasks: Sequence[Any]) -> list[str]:
+    """Classes a fold tests that its model never saw in training: each fold's test classes
+    (``predictions``, one table per fold) that no other fold holds, naming the speakers."""
+    warnings = []
+    for task in tasks:
+        if not is_categorical(task):
+            continue
+        column = f"{task['name']}_true"
+        per_fold = [set(p[column].dropna().astype(str)) for p in predictions]
+        for k, table in enumerate(predictions):
+            others = set().union(*(c for j, c in enumerate(per_fold) if j != k))
+            for cls in sorted(per_fold[k] - others):
+                rows = table[table[column].astype(str) == cls]
+                speakers = ", ".join(sorted(set(rows["speaker"].astype(str))))
+                warnings.append(
+                    f"class {cls!r} of task {task['name']} occurs in fold {k} only (speaker "
+                    f"{speakers}): that fold's model never saw it in training, so its recall "
+                    "there is 0 by construction"
+                )
+    return warnings
 
 
 def baseline_html(summary: Mapping[str, Any]) -> str:
