@@ -6,6 +6,7 @@ from pathlib import Path
 import deepser
 from deepser.corpus.meta import read_table
 from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
+from deepser.hdf5 import rerun_recovery
 from deepser.workflow.code import library_modules
 from deepser.workflow.config import (
     augment_config,
@@ -66,7 +67,19 @@ def mem_mb(base):
 
 @lru_cache(maxsize=None)
 def _meta_table(path, mtime):
-    return read_table(path)
+    """The validated meta ``path`` (read while the DAG is built); a damaged one stops the run
+    with its name and the recovery (its job's three outputs go together)."""
+    try:
+        return read_table(path)
+    except (OSError, ValueError, KeyError) as exc:
+        outputs = [
+            str(Path(path).with_name(n))
+            for n in ("meta.tsv", "vocab.json", "rejected.tsv")
+        ]
+        raise WorkflowError(
+            f"normalised meta file {path}: unreadable ({' '.join(str(exc).split())}). "
+            + rerun_recovery(outputs, "prepares the corpus's meta again (prepare_meta)")
+        )
 
 
 def shard_rows(corpus, shard):

@@ -99,15 +99,30 @@ class Bundle:
     def from_json(cls, data: Any, where: str | Path = "bundle.json") -> Bundle:
         """Check and read ``bundle.json``'s content. Bundles written before ``gains`` existed
         kept the per-corpus gains in ``gain``; they are read into the same shape."""
-        version = data.get("format_version") if isinstance(data, Mapping) else None
+        if not isinstance(data, Mapping):
+            raise BundleError(f"{where}: not a JSON object (it holds a {type(data).__name__})")
+        if "format_version" not in data:
+            raise BundleError(f"{where}: no format_version; not a deepser bundle.json")
+        version = data["format_version"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise BundleError(f"{where}: format_version {version!r} is not a whole number")
         if version != BUNDLE_FORMAT:
+            newer = (
+                ": written by a newer deepser, upgrade deepser to use it"
+                if version > BUNDLE_FORMAT
+                else ""
+            )
             raise BundleError(
                 f"{where}: bundle format {version!r} is not supported "
-                f"(this deepser reads format {BUNDLE_FORMAT})"
+                f"(this deepser reads format {BUNDLE_FORMAT}){newer}"
             )
         missing = [k for k in REQUIRED if k not in data]
         if missing:
-            raise BundleError(f"{where}: missing {', '.join(missing)}")
+            fused = " (a fused bundle's: read it with read_fusion)" if data.get("kind") else ""
+            raise BundleError(
+                f"{where}: missing {', '.join(missing)}{fused}; a bundle.json needs "
+                f"{', '.join(REQUIRED)}"
+            )
         try:
             return cls._from_checked(data)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -201,16 +216,33 @@ def save_bundle(folder: str | Path, model, bundle: Bundle) -> None:
 
 
 def read_bundle(path: str | Path) -> Bundle:
-    """``bundle.json`` of a bundle folder, checked (files present, format version, required
-    keys) without importing Keras, so a wrong bundle fails in a fraction of a second."""
+    """``bundle.json`` of a bundle folder, checked (files present, JSON object, format version,
+    required keys) without importing Keras, so a wrong bundle fails in a fraction of a second."""
     path = Path(path)
-    if not (path / "bundle.json").is_file() or not (path / "model.keras").is_file():
-        raise BundleError(f"{path}: not a model bundle (needs bundle.json and model.keras)")
+    where = path / "bundle.json"
+    if not path.is_dir():
+        what = "no such folder" if not path.exists() else "a file, not a folder"
+        raise BundleError(f"{path}: not a model bundle ({what}; needs bundle.json and model.keras)")
+    if where.is_dir():
+        raise BundleError(f"{where}: a folder, not a file")
+    if (path / "model.keras").is_dir():
+        raise BundleError(f"{path / 'model.keras'}: not a Keras model file (it is a folder)")
+    missing = [n for n in ("bundle.json", "model.keras") if not (path / n).is_file()]
+    if missing:
+        raise BundleError(
+            f"{path}: not a model bundle (needs bundle.json and model.keras; no "
+            f"{' / '.join(missing)})"
+        )
     try:
-        data = read_json(path / "bundle.json")
+        data = read_json(where)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / 'bundle.json'}: not valid JSON ({exc})") from None
-    return Bundle.from_json(data, path / "bundle.json")
+        empty = where.stat().st_size == 0
+        raise BundleError(
+            f"{where}: not valid JSON ({'an empty file' if empty else exc})"
+        ) from None
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    return Bundle.from_json(data, where)
 
 
 def load_bundle(path: str | Path):

@@ -85,3 +85,14 @@ class LegacyModelError(DeepserError, ValueError):
 
 class LegacyDatabaseError(DeepserError, ValueError):
     """An original database that cannot be converted as asked."""
+
+
+class DamagedFileError(DeepserError, ValueError):
+    """A file that cannot be read as what it should be (a feature shard, a database, ...):
+    missing, empty, not HDF5, truncated or damaged, without a dataset or attribute it needs, or
+    inconsistent. The message names the file, says what is wrong and, for a file the workflow
+    writes, how to recover."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)

@@ -1,5 +1,6 @@
 """Atomic file writing (nothing half-written is ever taken as complete), JSON and TSV files,
-and the canonical hash of a config entry."""
+the canonical hash of a config entry, and a check that a file is a Keras model file (without
+Keras)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from deepser.errors import BundleError, DamagedFileError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,8 +67,15 @@ def write_json(path: str | Path, data: Mapping[str, Any] | list, sort_keys: bool
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON file; one that is not valid JSON (damaged, truncated) raises
+    :class:`~deepser.errors.DamagedFileError` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DamagedFileError(
+            f"{path}: not a valid JSON file ({type(exc).__name__}{where})", path
+        ) from None
 
 
 def write_tsv(path: str | Path, table: pd.DataFrame) -> None:
@@ -83,3 +94,34 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
 def config_hash(data: Mapping[str, Any]) -> str:
     """SHA-256 of a canonical JSON form of ``data``."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_model_file(path: str | Path) -> None:
+    """Check, without Keras, that ``path`` looks like a ``.keras`` file (a zip archive holding
+    ``config.json``); else raise :class:`BundleError` "<path>: not a Keras model file (why)"."""
+    path = Path(path)
+
+    def bad(reason: str) -> BundleError:
+        return BundleError(f"{path}: not a Keras model file ({reason})")
+
+    if not path.exists():
+        raise BundleError(f"{path}: file not found")
+    if path.is_dir():
+        raise bad("it is a folder")
+    try:
+        if path.stat().st_size == 0:
+            raise bad("an empty file, 0 bytes")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if not zipfile.is_zipfile(path):
+            raise bad(
+                "a truncated or damaged zip archive"
+                if head.startswith(b"PK")
+                else f"not a zip archive; it starts with {head!r}"
+            )
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise bad(f"unreadable: {exc}") from None
+    if "config.json" not in names:
+        raise bad(f"a zip archive without the Keras config.json; it holds {names[:5]}")

@@ -7,7 +7,7 @@
 - ``demo-corpus``: write the embedded synthetic demo corpus.
 
 The workflow itself runs with ``snakemake``. Exit status: 0 done, 1 error (one line on stderr),
-2 bad command line.
+2 bad command line, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DeepserError, OSError) as exc:  # the message as it is (it may list problems)
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from deepser.errors import DamagedFileError
+from deepser.files import read_json
+from deepser.hdf5 import rerun_recovery
+
 GAIN_METHODS = ("none", "minmax", "peak", "rms")
 _GAIN_TXT = re.compile(r"min gain:\s*(?P<min>\S+?),\s*max gain:\s*(?P<max>\S+)")
 
@@ -40,6 +44,29 @@ def shard_stats(signals: Iterable[np.ndarray]) -> dict[str, float | int]:
         stats["sum"] += float(y64.sum())
         stats["sum_sq"] += float(np.dot(y64, y64))
     return stats
+
+
+STAT_KEYS = ("n_utterances", "n_samples", "min", "max", "sum", "sum_sq")
+
+
+def read_stat_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The shards' gain statistics files; a damaged one raises
+    :class:`~deepser.errors.DamagedFileError` naming it and how to recover."""
+    parts = []
+    for path in paths:
+        recover = rerun_recovery(path, "computes this shard's statistics again")
+        try:
+            part = read_json(path)
+        except DamagedFileError as exc:
+            raise DamagedFileError(f"gain statistics {exc}. {recover}", path) from None
+        if not isinstance(part, dict) or not set(STAT_KEYS) <= set(part):
+            raise DamagedFileError(
+                f"gain statistics {path}: not a statistics file (needs {', '.join(STAT_KEYS)}). "
+                f"{recover}",
+                path,
+            )
+        parts.append(part)
+    return parts
 
 
 def merge_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, float | int]:

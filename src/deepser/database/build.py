@@ -19,9 +19,11 @@ from deepser.corpus.meta import read_table
 from deepser.database.folds import DEFAULT_FOLD_BY, assign_folds, group_labels
 from deepser.database.store import DatabaseWriter
 from deepser.database.windows import as_row, cut_windows, layout_shape, n_steps
+from deepser.errors import DamagedFileError
 from deepser.features.augment import is_augmented, source_id
 from deepser.features.shards import FeatureShard
 from deepser.files import config_hash, read_json, read_tsv, write_tsv
+from deepser.hdf5 import H5File, rerun_recovery
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,10 @@ def build_database(
     with ExitStack() as stack:
         tables, vocabs, shards = [], [], []
         for corpus in corpora:
-            vocab = read_json(corpus.vocab)
-            table = read_table(corpus.meta, vocab).assign(corpus=corpus.name)
+            vocab, table = read_corpus_tables(corpus)
+            table = table.assign(corpus=corpus.name)
             opened = [stack.enter_context(FeatureShard(p)) for p in corpus.shards]
+            check_shards(corpus, table, opened)
             where = {u: s for s in opened for u in s.index}
             table = with_augmented_copies(table[table["utt_id"].isin(where.keys())], where)
             table["src"] = [where[u] for u in table["utt_id"]]
@@ -141,10 +144,7 @@ def build_database(
             rows = rows.sort_values(["corpus", "utt_id"], kind="stable")
         rows = rows.reset_index(drop=True)
 
-        dims = {s.dims for s in shards if s.index}
-        if len(dims) != 1:
-            raise ValueError(f"feature shards disagree on the feature dimension: {sorted(dims)}")
-        dim = dims.pop()
+        dim = feature_dims(shards)
         c_len, max_steps, layout = int(db["c_len"]), int(db["max_steps"]), db.get("layout", "2d")
         t_max = n_steps(max_steps, c_len)
         writer = DatabaseWriter(out, len(rows), layout_shape(layout, t_max, c_len, dim), len(tasks))
@@ -216,6 +216,77 @@ def build_database(
     return attrs
 
 
+def _corpus_file(corpus: CorpusInput, path: Path, kind: str) -> H5File:
+    """A file of the corpus's prepared meta (``meta.tsv``, ``vocab.json``, ``rejected.tsv``, one
+    job's outputs: the recovery deletes them together, so the workflow writes them again)."""
+    outputs = [p for p in (corpus.meta, corpus.vocab, corpus.rejected) if p is not None]
+    return H5File(
+        path,
+        kind,
+        rerun_recovery(outputs, "prepares the corpus's meta again (prepare_meta)"),
+        written_whole=True,
+    )
+
+
+def read_corpus_tables(corpus: CorpusInput) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A corpus's vocabulary (``vocab.json``) and normalised meta (``meta.tsv``), checked: a
+    damaged file raises :class:`DamagedFileError` naming it and how to recover."""
+    vocab_file = _corpus_file(corpus, Path(corpus.vocab), "vocabulary file")
+    if not vocab_file.path.is_file():
+        raise vocab_file.fail("file not found")
+    try:
+        vocab = read_json(corpus.vocab)
+    except DamagedFileError:
+        raise vocab_file.fail("not a valid JSON file") from None
+    if not isinstance(vocab, dict) or not all(isinstance(v, dict) for v in vocab.values()):
+        raise vocab_file.fail("not a JSON object of label vocabularies")
+    meta_file = _corpus_file(corpus, Path(corpus.meta), "normalised meta file")
+    if not meta_file.path.is_file():
+        raise meta_file.fail("file not found")
+    with meta_file.reading("it as a table"):
+        table = read_table(corpus.meta, vocab)
+        missing = [c for c in ("utt_id", *vocab) if c not in table]
+        if missing:
+            raise meta_file.fail(f"no column(s) {', '.join(missing)}")
+    return vocab, table
+
+
+def check_shards(corpus: CorpusInput, table: pd.DataFrame, shards: Sequence[FeatureShard]) -> None:
+    """Each shard of the corpus holds every utterance the meta file puts in it (the ``shard``
+    column; those its extraction rejected aside) and the attributes the database takes."""
+    for shard in shards:
+        missing = [k for k in ("feature_spec", "gain") if k not in shard.attrs]
+        if missing:
+            raise shard.file.fail(f"no {', '.join(missing)} attribute(s); not a complete shard")
+    if "shard" not in table or table.empty or int(table["shard"].max()) >= len(shards):
+        return
+    for k, shard in enumerate(shards):
+        rejected = {str(r.get("utt_id")) for r in shard.attrs.get("rejected", [])}
+        expected = table.loc[table["shard"] == k, "utt_id"]
+        missing = [u for u in expected if u not in shard.index and u not in rejected]
+        if missing:
+            raise shard.file.fail(
+                f"missing {len(missing)} utterance(s) that {corpus.meta} puts in shard {k} of "
+                f"corpus {corpus.name} (e.g. {missing[0]!r}), not rejected by its extraction"
+            )
+
+
+def feature_dims(shards: Sequence[FeatureShard]) -> int:
+    """The feature dimension every (non-empty) shard shares; the shards share their spec too."""
+    first = shards[0]
+    for shard in shards[1:]:
+        if shard.attrs["feature_spec"] != first.attrs["feature_spec"]:
+            raise shard.file.fail(
+                f"extracted with another feature spec than {first.path}: "
+                f"{shard.attrs['feature_spec']} vs {first.attrs['feature_spec']}"
+            )
+    dims = {s.dims for s in shards if s.index}
+    if len(dims) != 1:
+        by_dim = {d: next(str(s.path) for s in shards if s.index and s.dims == d) for d in dims}
+        raise ValueError(f"feature shards disagree on the feature dimension: {by_dim}")
+    return dims.pop()
+
+
 def _shards_per_corpus(corpora: Sequence[CorpusInput], shards: Sequence[FeatureShard]):
     """(corpus, opened shard) pairs; ``shards`` holds each corpus's shards in order."""
     i = 0
@@ -232,7 +303,8 @@ def write_rejected(
     frames = []
     for corpus in corpora:
         if corpus.rejected is not None and Path(corpus.rejected).stat().st_size:
-            frames.append(read_tsv(corpus.rejected).assign(corpus=corpus.name))
+            with _corpus_file(corpus, Path(corpus.rejected), "rejected-audio list").reading("it"):
+                frames.append(read_tsv(corpus.rejected).assign(corpus=corpus.name))
     if feature_rejects:
         frames.append(pd.DataFrame.from_records(feature_rejects).astype(str))
     columns = ["corpus", "utt_id", "audio", "stage", "reason"]

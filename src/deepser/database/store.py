@@ -19,7 +19,8 @@ about 100x slower).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from deepser.database.windows import LAYOUTS, row_shape
 from deepser.features.augment import is_augmented
 from deepser.files import atomic_path
-from deepser.hdf5 import STR, read_attrs, write_attrs
+from deepser.hdf5 import STR, H5File, rerun_recovery, write_attrs
 from deepser.tasks import is_categorical
 
 
@@ -73,16 +75,75 @@ class DatabaseInfo:
         return [names.index(t) for t in tasks]
 
 
+def database_recovery(path: str | Path) -> str:
+    """How to recover from a damaged database of the workflow."""
+    return rerun_recovery(
+        path, "rebuilds it from its feature shards (one made by deepser convert-db: convert again)"
+    )
+
+
+def database_file(path: str | Path) -> H5File:
+    """A database as :class:`deepser.hdf5.H5File` describes it in messages."""
+    return H5File(Path(path), "database", database_recovery(path), written_whole=True)
+
+
+@contextmanager
+def open_database(path: str | Path) -> Iterator[tuple[h5py.File, dict[str, Any]]]:
+    """Open a database, checked (HDF5, not truncated, format version, attributes, every dataset
+    with its shape), -> (file, attributes); reads inside the block are checked too. Problems raise
+    :class:`deepser.errors.DamagedFileError` naming the file and how to recover."""
+    db = database_file(path)
+    with db.opened() as h5:
+        attrs = db.attrs(h5, required=("window_spec", "tasks"))
+        feat = db.dataset(h5, "feat", ndim=5)
+        n = int(feat.shape[0])
+        tasks, window = attrs["tasks"], attrs["window_spec"]
+        if not isinstance(tasks, list) or not isinstance(window, dict):
+            raise db.fail("malformed tasks or window_spec attribute")
+        if window.get("layout") not in LAYOUTS:
+            raise db.fail(f"window_spec has layout {window.get('layout')!r}, not one of {LAYOUTS}")
+        if all(k in window for k in ("n_steps", "c_len", "dims")):
+            expected = row_shape(window)
+            if tuple(feat.shape[1:]) != expected:
+                raise db.fail(
+                    f"dataset 'feat' has rows of shape {tuple(feat.shape[1:])}, its window_spec "
+                    f"says {expected}"
+                )
+        label = db.dataset(h5, "label", ndim=2, rows=n)
+        if label.shape[1] != len(tasks):
+            raise db.fail(f"dataset 'label' has {label.shape[1]} columns for {len(tasks)} task(s)")
+        for name in ("n_valid", "fold", "utt_id", "speaker", "corpus"):
+            db.dataset(h5, name, ndim=1, rows=n)
+        yield h5, attrs
+
+
+def _check_fold_indices(db: H5File, h5: h5py.File, fold: np.ndarray) -> None:
+    """``start_indice`` / ``end_indice`` (when present) agree with ``fold``: fold k is rows
+    ``start_indice[k]:end_indice[k]``."""
+    if "start_indice" not in h5 and "end_indice" not in h5:
+        return
+    starts = db.dataset(h5, "start_indice", ndim=1)[()]
+    ends = db.dataset(h5, "end_indice", ndim=1, rows=starts.shape[0])[()]
+    for k, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        if not 0 <= s <= e <= fold.size or np.any(fold[s:e] != k) or np.sum(fold == k) != e - s:
+            raise db.fail(
+                f"inconsistent fold indices: start_indice/end_indice give fold {k} rows "
+                f"[{s}, {e}), the fold dataset does not"
+            )
+
+
 def read_info(path: str | Path) -> DatabaseInfo:
-    """Read the small datasets and attributes of a database."""
-    with h5py.File(path, "r") as h5:
-        attrs = read_attrs(h5)
+    """Read the small datasets and attributes of a database (checked: see
+    :func:`open_database`; also the fold indices)."""
+    with open_database(path) as (h5, attrs):
+        fold = h5["fold"][()]
+        _check_fold_indices(database_file(path), h5, fold)
         return DatabaseInfo(
             path=Path(path),
             attrs=attrs,
             n_rows=int(h5["feat"].shape[0]),
             row_shape=tuple(h5["feat"].shape[1:]),
-            fold=h5["fold"][()],
+            fold=fold,
             speaker=np.asarray(h5["speaker"].asstr()[()], dtype=object),
             utt_id=np.asarray(h5["utt_id"].asstr()[()], dtype=object),
             corpus=np.asarray(h5["corpus"].asstr()[()], dtype=object),
@@ -91,9 +152,9 @@ def read_info(path: str | Path) -> DatabaseInfo:
 
 
 def read_database_attrs(path: str | Path) -> dict[str, Any]:
-    """The database's attributes only (no dataset is read)."""
-    with h5py.File(path, "r") as h5:
-        return read_attrs(h5)
+    """The database's attributes only (no dataset is read; the file is checked)."""
+    with open_database(path) as (_, attrs):
+        return attrs
 
 
 def read_window_spec(path: str | Path) -> dict[str, Any]:
@@ -133,18 +194,19 @@ class Arrays:
 def read_rows(path: str | Path, rows: np.ndarray, label_cols: Sequence[int], norm=None) -> Arrays:
     """Read the given (sorted) rows, one contiguous slice per run; ``norm`` (a
     :class:`deepser.database.normalise.SpeakerNorm`) standardises them per speaker."""
-    with h5py.File(path, "r") as h5:
+    with open_database(path) as (h5, attrs):
         feat = np.empty((rows.size, *h5["feat"].shape[1:]), dtype=np.float32)
         n_valid = np.empty(rows.size, dtype=np.int32)
         label = np.empty((rows.size, len(label_cols)), dtype=np.float64)
-        pos = 0
+        pos, db = 0, database_file(path)
         for start, stop in contiguous_runs(rows):
             n = stop - start
-            h5["feat"].read_direct(feat, np.s_[start:stop], np.s_[pos : pos + n])
-            n_valid[pos : pos + n] = h5["n_valid"][start:stop]
-            label[pos : pos + n] = h5["label"][start:stop][:, list(label_cols)]
+            with db.reading(f"rows {start}..{stop - 1}"):
+                h5["feat"].read_direct(feat, np.s_[start:stop], np.s_[pos : pos + n])
+                n_valid[pos : pos + n] = h5["n_valid"][start:stop]
+                label[pos : pos + n] = h5["label"][start:stop][:, list(label_cols)]
             pos += n
-        layout = read_attrs(h5)["window_spec"]["layout"]
+        layout = attrs["window_spec"]["layout"]
     if norm is not None:
         norm.apply(feat, n_valid, rows, layout)
     return Arrays(feat=feat, n_valid=n_valid, label=label, rows=rows)
@@ -153,19 +215,20 @@ def read_rows(path: str | Path, rows: np.ndarray, label_cols: Sequence[int], nor
 def valid_windows(path: str | Path, rows: np.ndarray, chunk_rows: int = 1024):
     """Yield ``(start, windows, mask)`` over ``rows`` in contiguous chunks: the time-major
     windows (n, T, 1, c_len, D) of rows ``start:start + n`` and which of them are valid (n, T)."""
-    with h5py.File(path, "r") as h5:
-        dset, layout = h5["feat"], read_attrs(h5)["window_spec"]["layout"]
+    with open_database(path) as (h5, attrs):
+        dset, layout, db = h5["feat"], attrs["window_spec"]["layout"], database_file(path)
         for run_start, run_stop in contiguous_runs(rows):
             for a in range(run_start, run_stop, chunk_rows):
                 b = min(run_stop, a + chunk_rows)
-                windows = to_time_major(dset[a:b], layout)
-                mask = np.arange(windows.shape[1])[None, :] < h5["n_valid"][a:b][:, None]
+                with db.reading(f"rows {a}..{b - 1}"):
+                    windows = to_time_major(dset[a:b], layout)
+                    mask = np.arange(windows.shape[1])[None, :] < h5["n_valid"][a:b][:, None]
                 yield a, windows, mask
 
 
 def read_labels(path: str | Path, rows: np.ndarray, cols: Sequence[int]) -> np.ndarray:
     """Labels only (small), e.g. for class weights when features stay on disk."""
-    with h5py.File(path, "r") as h5:
+    with open_database(path) as (h5, _):
         return h5["label"][()][rows][:, list(cols)]
 
 

@@ -12,11 +12,12 @@ from tqdm import tqdm
 
 from deepser.corpus.audio import load_audio
 from deepser.corpus.gain import apply_gain, resolve_gain, shard_stats
-from deepser.errors import AudioError, BadAudioError, FeatureError
+from deepser.errors import AudioError, BadAudioError, DamagedFileError, FeatureError
 from deepser.features.augment import augmented_id, copy_rng, perturb
 from deepser.features.registry import extract
 from deepser.features.shards import write_feature_shard
 from deepser.files import read_json
+from deepser.hdf5 import rerun_recovery
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,16 @@ def gain_stats_for_shard(rows: Sequence[Row], sample_rate: int) -> dict[str, flo
 def shard_gain(config: Mapping[str, Any], corpus_stats: str | Path | None) -> dict[str, Any]:
     """The explicit gain normalisation of a feature set (``corpus_stats``: the merged corpus
     statistics file when the feature set uses them)."""
-    return resolve_gain(config, read_json(corpus_stats) if corpus_stats else None)
+    stats = None
+    if corpus_stats:
+        try:
+            stats = read_json(corpus_stats)
+            if not isinstance(stats, dict):
+                raise DamagedFileError(f"{corpus_stats}: not a JSON object", corpus_stats)
+        except DamagedFileError as exc:
+            recover = rerun_recovery(corpus_stats, "merges it again from the shards' statistics")
+            raise DamagedFileError(f"gain statistics {exc}. {recover}", corpus_stats) from None
+    return resolve_gain(config, stats)
 
 
 def extract_shard(

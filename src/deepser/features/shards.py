@@ -4,7 +4,8 @@ set, shard).
 A shard holds ``feat`` (all frames of all utterances, concatenated, (F, D) float32),
 ``offsets`` ((n + 1,) int64; utterance i is ``feat[offsets[i]:offsets[i + 1]]``) and ``utt_id``,
 plus JSON attributes (feature spec, gain, rejected audio). It is written under a temporary name
-and renamed when complete, so a killed writer never leaves a file that looks finished.
+and renamed when complete, so a killed writer never leaves a file that looks finished; a shard
+damaged afterwards is named, with the recovery, by :class:`FeatureShard` (opening or reading).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import h5py
 import numpy as np
 
 from deepser.files import atomic_path
-from deepser.hdf5 import STR, read_attrs, write_attrs
+from deepser.hdf5 import STR, H5File, rerun_recovery, write_attrs
 
 
 def write_feature_shard(
@@ -64,17 +65,50 @@ def write_feature_shard(
     return len(ids)
 
 
-class FeatureShard:
-    """Read access to one feature shard: ``shard[utt_id]`` -> (frames, D) float32."""
+def shard_recovery(path: str | Path) -> str:
+    """How to recover from a damaged shard of the workflow."""
+    return rerun_recovery(path, "re-extracts exactly this shard")
 
-    def __init__(self, path: str | Path) -> None:
+
+class FeatureShard:
+    """Read access to one feature shard: ``shard[utt_id]`` -> (frames, D) float32.
+
+    The file is checked when opened (HDF5, not truncated, its datasets and their shapes, the
+    format version) and every read after is too: a problem raises :class:`DamagedFileError`
+    naming the shard and, with ``recover="workflow"``, the workflow's recovery (else ``recover``
+    is the sentence to give, or None for none)."""
+
+    def __init__(self, path: str | Path, recover: str | None = "workflow") -> None:
         self.path = Path(path)
-        self._h5 = h5py.File(self.path, "r")
-        self._feat = self._h5["feat"]
-        self._offsets = self._h5["offsets"][()]
-        ids = self._h5["utt_id"].asstr()[()]
-        self.index = {u: i for i, u in enumerate(ids)}
-        self.attrs = read_attrs(self._h5)
+        self.file = H5File(
+            self.path,
+            "feature shard",
+            shard_recovery(path) if recover == "workflow" else recover,
+            written_whole=True,
+        )
+        self._h5 = self.file.open()
+        try:
+            self.attrs = self.file.attrs(self._h5)
+            self._feat = self.file.dataset(self._h5, "feat", ndim=2)
+            offsets = self.file.dataset(self._h5, "offsets", ndim=1)
+            if offsets.shape[0] == 0:
+                raise self.file.fail("dataset 'offsets' is empty (it has one more entry than ids)")
+            ids = self.file.dataset(self._h5, "utt_id", ndim=1, rows=offsets.shape[0] - 1)
+            with self.file.reading("its index (offsets, utt_id)"):
+                self._offsets = offsets[()]
+                ids = ids.asstr()[()]
+            o = self._offsets
+            if o.size == 0 or o[0] != 0 or np.any(np.diff(o) < 0) or o[-1] != self._feat.shape[0]:
+                raise self.file.fail(
+                    f"inconsistent: offsets do not cut the {self._feat.shape[0]} frames of feat "
+                    "into utterances"
+                )
+            self.index = {u: i for i, u in enumerate(ids)}
+            if len(self.index) != len(ids):
+                raise self.file.fail("inconsistent: an utterance id appears twice")
+        except BaseException:
+            self._h5.close()
+            raise
 
     @property
     def dims(self) -> int:
@@ -85,11 +119,13 @@ class FeatureShard:
 
     def __getitem__(self, utt_id: str) -> np.ndarray:
         i = self.index[utt_id]
-        return self._feat[self._offsets[i] : self._offsets[i + 1]]
+        with self.file.reading(f"the features of {utt_id!r}"):
+            return self._feat[self._offsets[i] : self._offsets[i + 1]]
 
     def read_all(self) -> dict[str, np.ndarray]:
         """Every utterance's features, read in one contiguous pass."""
-        feat = self._feat[()]
+        with self.file.reading("its features"):
+            feat = self._feat[()]
         o = self._offsets
         return {u: feat[o[i] : o[i + 1]] for u, i in self.index.items()}
 

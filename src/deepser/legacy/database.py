@@ -35,6 +35,7 @@ from deepser.database.store import DatabaseWriter, contiguous_runs, to_time_majo
 from deepser.database.windows import layout_shape
 from deepser.errors import LegacyDatabaseError, SpecError
 from deepser.files import config_hash
+from deepser.hdf5 import H5File
 from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
 from deepser.tasks import is_categorical
 
@@ -140,8 +141,6 @@ def convert_database(
     ``MIN,MAX`` or a ``*.gain.txt``), recorded so a model trained on the result can be bundled
     for the recogniser; unknown when not given.
     """
-    import h5py
-
     original, out = Path(original), Path(out)
     task_list = (
         parse_tasks(list(tasks), need_column=True)
@@ -154,15 +153,20 @@ def convert_database(
     except SpecError as exc:
         raise LegacyDatabaseError(str(exc)) from None
     corpus = corpus or original.stem
-    if not original.is_file():
-        raise LegacyDatabaseError(f"{original}: file not found")
-    with h5py.File(original, "r") as h5:
+    source = H5File(original, "original database", error=LegacyDatabaseError)
+    with source.open() as h5:
         missing = [d for d in ("feat", "label") if d not in h5]
         if missing:
-            raise LegacyDatabaseError(f"{original}: no {' / '.join(missing)} dataset")
-        feat = h5["feat"]
+            has = ", ".join(sorted(h5.keys())) or "nothing"
+            raise source.fail(
+                f"no {' / '.join(missing)} dataset (it holds: {has}); an original database has "
+                "feat and label"
+            )
+        feat = source.dataset(h5, "feat", ndim=(2, 3, 5))
+        source.dataset(h5, "label", ndim=(1, 2))
         n_rows = int(feat.shape[0])
-        labels = np.asarray(h5["label"][()], dtype=np.float64)
+        with source.reading("dataset 'label'"):
+            labels = np.asarray(h5["label"][()], dtype=np.float64)
         if labels.ndim == 1:
             labels = labels[:, None]
         if labels.shape[0] != n_rows:
@@ -177,7 +181,8 @@ def convert_database(
                     f"{feature_dims(spec)}"
                 )
         label = _label_matrix(labels, task_list, original)
-        fold = _folds(h5, n_rows, k_fold, original)
+        with source.reading("the fold indices"):
+            fold = _folds(h5, n_rows, k_fold, original)
         has_folds = bool((fold >= 0).any())
         keep = np.flatnonzero(fold >= 0) if has_folds else np.arange(n_rows)
         keep = keep[np.argsort(fold[keep], kind="stable")]
@@ -193,7 +198,8 @@ def convert_database(
             zero_rows = 0
             for block_start in range(0, keep.size, BLOCK_ROWS):
                 rows = keep[block_start : block_start + BLOCK_ROWS]
-                chunk = np.concatenate([feat[a:b] for a, b in contiguous_runs(rows)])
+                with source.reading(f"dataset 'feat' (rows {rows[0]}..{rows[-1]})"):
+                    chunk = np.concatenate([feat[a:b] for a, b in contiguous_runs(rows)])
                 chunk = chunk.reshape(len(rows), *row_shape).astype(np.float32)
                 valid = n_valid_windows(chunk, lay)
                 zero_rows += int(np.sum(~np.any(chunk.reshape(len(rows), -1) != 0, axis=1)))

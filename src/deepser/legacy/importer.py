@@ -18,6 +18,7 @@ from typing import Any
 
 from deepser.bundle import Bundle, make_bundle, save_bundle
 from deepser.errors import LegacyModelError
+from deepser.hdf5 import H5File
 from deepser.legacy.keras2 import LegacyModel, build_model, read_legacy
 from deepser.legacy.presets import feature_dims, feature_spec, gain_spec, parse_tasks
 from deepser.models import FEATURES, INPUT_NAMES, N_VALID
@@ -61,6 +62,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_model_file(path: Path) -> LegacyModel:
+    """:func:`deepser.legacy.keras2.read_legacy`, every problem of the file (missing, empty, not
+    HDF5, truncated, damaged, its JSON config unreadable) a :class:`LegacyModelError` naming it."""
+    source = H5File(path, "Keras-2 model file", error=LegacyModelError)
+    source.open().close()  # missing, a folder, empty, not HDF5, truncated: said precisely
+    with source.reading("it"):
+        return read_legacy(path)
+
+
 def import_legacy(
     model_path: str | Path,
     features: str | Mapping[str, Any],
@@ -79,7 +89,7 @@ def import_legacy(
     import keras
 
     model_path = Path(model_path)
-    legacy: LegacyModel = read_legacy(model_path)
+    legacy: LegacyModel = read_model_file(model_path)
     spec = feature_spec(features)
     window = window_spec(legacy.input_shape, layout)
     if feature_dims(spec) != window["dims"]:

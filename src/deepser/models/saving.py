@@ -3,12 +3,14 @@ every deepser custom object registered first."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import keras
 
 import deepser.models.custom_layers  # noqa: F401  (registers the custom layers for loading)
-from deepser.files import atomic_path
+from deepser.errors import BundleError, DeepserError
+from deepser.files import atomic_path, check_model_file
 
 
 def save_model(model: keras.Model, path: str | Path) -> None:
@@ -18,5 +20,15 @@ def save_model(model: keras.Model, path: str | Path) -> None:
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """Load a ``.keras`` model for inference (safe mode, not compiled)."""
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    """Load a ``.keras`` model for inference (safe mode, not compiled). A file that is not one
+    (missing, a folder, empty, not a zip, truncated, no Keras config) raises
+    :class:`deepser.errors.BundleError` "<path>: not a Keras model file (why)"; one Keras cannot
+    load, a :class:`~deepser.errors.BundleError` with Keras's reason."""
+    check_model_file(path)
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DeepserError):
+            raise
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BundleError(f"{path}: Keras cannot load this model file ({reason})") from None
