@@ -274,3 +274,33 @@ def test_error_model_contradicts_bundle(bundle: Path, stream_wav, tmp_path: Path
     )
     one_line_error(proc.returncode, proc.stderr, "the model expects input", "bundle.json says")
     assert proc.stdout == ""
+
+
+def test_a_file_read_block_by_block_gives_the_whole_file_predictions(
+    engine, stream_wav, tmp_path: Path
+) -> None:
+    """FileSource reads blocks (mono mix, streaming resampler): on a stereo 44.1 kHz 16-bit copy
+    of the stream, the segments and predictions equal those of the file loaded whole."""
+    import soxr
+
+    from deepser.corpus.audio import AudioStream, load_audio
+    from deepser.recognizer.pipeline import Recognizer
+    from deepser.recognizer.sources import FileSource
+
+    path, utts = stream_wav
+    x, _ = sf.read(path, dtype="float32")
+    stereo = tmp_path / "stereo44k.wav"
+    y = soxr.resample(x, SR, 44100)
+    sf.write(stereo, np.stack([y, 0.8 * y], axis=1), 44100, subtype="PCM_16")
+    whole = load_audio(stereo, engine.sample_rate)
+    chunks = (whole[i : i + 1600] for i in range(0, whole.size, 1600))
+    want = list(Recognizer(engine).stream(chunks))
+    source = FileSource(stereo, engine.sample_rate)
+    source.stream = AudioStream(stereo, engine.sample_rate, block_frames=5000)  # many blocks
+    got = list(Recognizer(engine).stream(source))
+    assert len(got) == len(want) == len(utts)
+    for g, w in zip(got, want, strict=True):
+        assert (g.segment.start, g.segment.end) == (w.segment.start, w.segment.end)
+        np.testing.assert_allclose(g.segment.audio, w.segment.audio, atol=1e-6)
+        for task in g.outputs:
+            np.testing.assert_allclose(g.outputs[task], w.outputs[task], atol=1e-5)

@@ -314,3 +314,68 @@ def test_help_names_the_original_options(capsys) -> None:
     text = capsys.readouterr().out
     for word in ("--min-speech-ms", "-vd", "--speech-ratio", "-s_ratio", "--gain", "-p_mode"):
         assert word in text
+
+
+# ---------------------------------------------------------------------------------------------
+# file source: read block by block, equal to the whole-file load
+
+
+@pytest.mark.parametrize(
+    "rate, channels, subtype",
+    [
+        (16000, 1, "PCM_16"),
+        (16000, 2, "FLOAT"),
+        (44100, 1, "FLOAT"),
+        (22050, 2, "PCM_16"),
+        (8000, 2, "PCM_24"),
+    ],
+)
+def test_file_source_streams_what_load_audio_reads(
+    tmp_path: Path, rate: int, channels: int, subtype: str
+) -> None:
+    """Blocks (mono mix, streaming soxr) == the whole-file load, at the same and other rates,
+    mono and stereo, integer and float files; blocks far smaller than the file."""
+    import soundfile as sf
+
+    from deepser.corpus.audio import AudioStream, load_audio
+    from deepser.recognizer.sources import FileSource
+
+    rng = np.random.default_rng(rate + channels)
+    n = int(3.3 * rate) + 17
+    x = 0.3 * rng.standard_normal((n, channels)) + 0.2 * np.sin(np.arange(n) / 7.0)[:, None]
+    path = tmp_path / f"x-{rate}-{channels}.wav"
+    sf.write(path, np.clip(x, -1, 1), rate, subtype=subtype)
+    whole = load_audio(path, SR)
+    stream = AudioStream(path, SR, block_frames=1000)
+    got = np.concatenate(list(stream))
+    assert abs(got.size - whole.size) <= 2
+    m = min(got.size, whole.size)
+    assert np.max(np.abs(got[:m] - whole[:m])) < 1e-3
+    source = FileSource(path, SR, chunk_s=0.02)
+    chunks = list(source)
+    assert {c.size for c in chunks[:-1]} == {320} and 0 < chunks[-1].size <= 320
+    np.testing.assert_allclose(np.concatenate(chunks), got, atol=1e-6)  # other block sizes
+    np.testing.assert_array_equal(source.audio, whole)  # --whole-file: load_audio's samples
+
+
+def test_file_source_stops_at_max_seconds_without_reading_the_rest(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from deepser.corpus.audio import AudioStream, load_audio
+    from deepser.recognizer.sources import FileSource
+
+    path = tmp_path / "long.wav"
+    sf.write(path, 0.1 * np.random.default_rng(0).standard_normal(10 * 22050), 22050)
+    whole = load_audio(path, SR)
+    source = FileSource(path, SR, max_seconds=2.5)
+    got = np.concatenate(list(source))
+    assert got.size == int(2.5 * SR)
+    assert np.max(np.abs(got - whole[: got.size])) < 1e-3
+    assert source.audio.size == int(2.5 * SR)
+    blocks = AudioStream(path, SR, max_samples=SR, block_frames=4096)
+    read = []
+    blocks._blocks = lambda limit=None, _orig=blocks._blocks: (  # count the file's blocks read
+        read.append(b[1].shape[0]) or b for b in _orig(limit)
+    )
+    assert sum(b.size for b in blocks) == SR
+    assert sum(read) < 3 * 22050  # not the whole 10 s file

@@ -17,7 +17,7 @@ def join_negative_gain(argv: Sequence[str]) -> list[str]:
     """``--gain -1,1`` -> ``--gain=-1,1`` (argparse would take ``-1,1`` for an option)."""
     out: list[str] = []
     for arg in argv:
-        if out and out[-1] == "--gain" and re.match(r"^-[0-9.]", arg):
+        if out and out[-1] == "--gain" and re.match(r"^-([0-9.]|inf|nan)", arg, re.IGNORECASE):
             out[-1] = f"--gain={arg}"
         else:
             out.append(arg)

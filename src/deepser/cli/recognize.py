@@ -5,9 +5,11 @@ microphone with a model bundle. Parses the options; the session itself is
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from deepser.cli.common import error_exit, join_negative_gain
 from deepser.errors import DeepserError, RecognizerError, UsageError
@@ -37,9 +39,45 @@ original LIVE_SER options: -vd -> --min-speech-ms, -s_ratio -> --speech-ratio,
 -vm -> --vad-aggressiveness, -fd -> --vad-frame-ms, -p_mode 1/2 -> --output label/proba,
 -g_min/-g_max -> --gain MIN,MAX (no flag: --gain auto).
 
-exit status: 0 done (also after Ctrl-C on a microphone), 1 error (one line on stderr),
-2 bad command line (an unknown option or a bad value), 130 a file run interrupted by Ctrl-C
-(rows so far are written)."""
+exit status: 0 done (also after Ctrl-C on a microphone), 1 error (one line on stderr: a
+missing, unreadable or invalid input file, e.g. one with NaN or Inf samples; an unusable
+bundle), 2 bad command line (an unknown option or a bad value), 130 a file run interrupted by
+Ctrl-C (rows so far are written), 141 the reader of stdout went away (e.g. | head -1)."""
+
+
+def _number(
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    above: bool = False,
+    rule: str | None = None,
+):
+    """An argparse type: an int or a finite float, at least ``low`` (more than ``low`` with
+    ``above``) and at most ``high``; a bad value is a command-line error (exit status 2) that
+    says ``rule`` (default: the bounds) and the value given."""
+    if rule is None:
+        bounds = []
+        if low is not None:
+            bounds.append(f"more than {low:g}" if above else f"at least {low:g}")
+        if high is not None:
+            bounds.append(f"at most {high:g}")
+        rule = "must be " + " and ".join(bounds) if bounds else "must be finite"
+
+    def parse(text: str):
+        value = kind(text)  # ValueError: argparse says "invalid int/float value: 'x'"
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r} (not a finite number)")
+        if (low is not None and (value <= low if above else value < low)) or (
+            high is not None and value > high
+        ):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+MS = _number(int, 0)  # a duration in ms, 0 or more
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -69,6 +107,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(see --list-devices); needs PyAudio",
     )
     src.add_argument("--list-devices", action="store_true", help="list audio input devices, exit")
+    src.add_argument(
+        "--repair-nonfinite",
+        action="store_true",
+        help="replace NaN and Inf samples of float files with 0 and go on (a warning on stderr, "
+        "also with -q, names the file and the count); without it such a file is an error and "
+        "nothing is recognised in it",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--log", metavar="FILE", help="write the timeline as CSV with a header")
@@ -91,19 +136,24 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="proba: class name and one probability column per class; label: class names only "
         "(the original's -p_mode 2 / 1) [proba]",
     )
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
+    out.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar or status lines (warnings about repaired audio still print)",
+    )
 
     seg = p.add_argument_group("segmentation (WebRTC VAD)")
     seg.add_argument(
         "--min-speech-ms",
-        type=int,
+        type=MS,
         default=300,
         help="reject segments whose speech (first to last speech frame) is shorter (the "
         "original's -vd) [300]",
     )
     seg.add_argument(
         "--speech-ratio",
-        type=float,
+        type=_number(float, 0.0, 1.0, rule="speech ratio must be in [0, 1]"),
         default=0.3,
         help="reject segments with a smaller fraction of speech frames between their first and "
         "last speech frame (the original's -s_ratio) [0.3]",
@@ -120,23 +170,23 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "--max-segment-s",
-        type=float,
+        type=_number(float, 0.0, above=True),
         default=10.0,
         help="split longer speech into several segments (at a pause near the limit if there "
         "is one) [10]",
     )
     seg.add_argument(
         "--hangover-ms",
-        type=int,
+        type=MS,
         default=300,
         help="silence that ends a segment; shorter pauses stay inside [300]",
     )
     seg.add_argument(
-        "--start-pad-ms", type=int, default=200, help="audio kept before speech onset [200]"
+        "--start-pad-ms", type=MS, default=200, help="audio kept before speech onset [200]"
     )
     seg.add_argument(
         "--end-pad-ms",
-        type=int,
+        type=MS,
         default=200,
         help="audio kept after the last speech frame (at most --hangover-ms) [200]",
     )
@@ -157,7 +207,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "min/max of accepted segments set the bounds and only ever widen (also across files)",
     )
     gain.add_argument(
-        "--practice", type=int, default=3, help="practice segments for --gain auto [3]"
+        "--practice",
+        type=_number(int, 1),
+        default=3,
+        help="practice segments for --gain auto [3]",
     )
 
     speaker = p.add_argument_group("speaker-normalised models")
@@ -173,7 +226,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     live = p.add_argument_group("live")
     live.add_argument(
         "--max-seconds",
-        type=float,
+        type=_number(float, 0.0, above=True),
         help="stop after this much audio: captured from --mic, or from the start of each file",
     )
     live.add_argument(
@@ -211,12 +264,26 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(exc))
     except DeepserError as exc:
         return error_exit(parser.prog, exc)
+    except BrokenPipeError:  # stdout's reader went away (| head): stop quietly, as cat does
+        _silence_stdout()
+        return 141
     except OSError as exc:  # e.g. an output file that cannot be written
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return error_exit(parser.prog, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:  # before recognition started (loading the model)
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what the closed pipe
+    did not take raises nothing ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is no file (e.g. captured in tests)
+        pass
 
 
 def _status(args: argparse.Namespace):
@@ -245,6 +312,28 @@ def _settings(args: argparse.Namespace):
         raise UsageError(str(exc)) from None
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before the model loads if an output cannot be written: a --log / --jsonl that is a
+    folder, or an output under a file (missing folders are created)."""
+    targets = [(args.log, "--log", False), (args.jsonl, "--jsonl", False)]
+    targets.append((args.out_dir, "--out-dir", True))
+    for value, option, is_dir in targets:
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir() and not is_dir:
+            raise RecognizerError(f"{path}: is a folder ({option} needs a file name)")
+        if path.exists() and not path.is_dir() and is_dir:
+            raise RecognizerError(f"{path}: is a file ({option} needs a folder)")
+        folder = path if is_dir else path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise RecognizerError(f"{path}: cannot be created, {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RecognizerError(f"{path}: cannot be written (no permission in {folder})")
+
+
 def _list_devices() -> int:
     from deepser.recognizer.sources import list_devices
 
@@ -269,14 +358,16 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("give one input: --wav FILE... / --meta META.tsv, or --mic [DEVICE]")
     if args.mic is not None and (args.out_dir or args.whole_file or args.realtime):
         parser.error("--out-dir, --whole-file and --realtime are for file inputs, not --mic")
-    if args.practice < 1:
-        parser.error("--practice must be at least 1")
     if args.enrol and args.gain == "auto":
         parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
+    settings = _settings(args)  # option values that depend on each other: exit status 2
+    from deepser.recognizer.gain import parse_gain_mode
+
+    parse_gain_mode(args.gain)  # UsageError (exit status 2) before any file is read
+    _check_outputs(args)
 
     # imported here, not at the top: --help and a bad command line answer without loading them
     from deepser.bundle import read_primary_bundle
-    from deepser.corpus.audio import load_audio
     from deepser.corpus.meta import list_audio
     from deepser.errors import FeatureError
     from deepser.recognizer.engine import Engine
@@ -287,7 +378,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     status = _status(args)
     bundle = read_primary_bundle(args.model)  # fails fast, before Keras is imported
-    settings = _settings(args)
     sample_rate = bundle.sample_rate
     options = SessionOptions(
         log=args.log,
@@ -301,6 +391,19 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     )
     gain, warnings = make_gain(args.gain, bundle, args.practice)  # option values first
     files = []
+    repair = args.repair_nonfinite
+
+    def file_source(path, **kwargs) -> FileSource:  # checked now, before the model loads
+        source = FileSource(path, sample_rate, repair_nonfinite=repair, **kwargs)
+        if source.n_nonfinite:  # a warning even with -q: the audio was changed
+            print(
+                f"{parser.prog}: warning: {path}: {source.n_nonfinite} non-finite samples "
+                "(NaN or Inf) replaced with 0 (--repair-nonfinite)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return source
+
     if args.mic is None:
         items = [(w, w) for w in args.wav or []]
         if args.meta:
@@ -308,12 +411,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not items:
             raise RecognizerError(f"{args.meta}: no audio files listed")
         files = [
-            (
-                name,
-                FileSource(path, sample_rate, realtime=args.realtime, max_seconds=args.max_seconds),
-            )
+            (name, file_source(path, realtime=args.realtime, max_seconds=args.max_seconds))
             for name, path in items
         ]
+    enrol = [file_source(path) for path in args.enrol or []]
     mic = None
     if args.mic is not None:  # open (not start) the device first: no device fails fast
         mic = MicrophoneSource(sample_rate, args.mic, max_seconds=args.max_seconds)
@@ -321,13 +422,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for warning in warnings:
             status(f"warning: {warning}")
         engine = Engine.from_bundle(args.model, gain)
-        if args.enrol:
-            for path in args.enrol:
+        if enrol:
+            for source in enrol:
                 try:
-                    engine.enrol(load_audio(path, sample_rate))
+                    engine.enrol(source.audio)
                 except FeatureError as exc:
-                    raise RecognizerError(f"{path}: {exc}") from None
-            status(f"speaker statistics from {len(args.enrol)} enrolment file(s)")
+                    raise RecognizerError(f"{source.path}: {exc}") from None
+            status(f"speaker statistics from {len(enrol)} enrolment file(s)")
         recognizer = Recognizer(engine, settings)
         if engine.max_duration_s < settings.max_segment_s:
             status(

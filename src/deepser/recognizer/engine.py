@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import zipfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from deepser.bundle import (
     read_fusion,
 )
 from deepser.database.windows import as_row, cut_windows
-from deepser.errors import BundleError, RecognizerError
+from deepser.errors import BundleError, FeatureError, RecognizerError
 from deepser.features.registry import UTTERANCE_TYPES, extract, prepare_extractor
 from deepser.late_fusion import combine
 from deepser.models import FEATURES, N_VALID, as_inputs
@@ -54,6 +55,19 @@ class Prediction:
     def latency_s(self) -> float:
         """Seconds from the segment's end being detected to this prediction."""
         return self.emitted_at - self.segment.detected_at
+
+
+def model_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a ``.keras`` file (a zip archive), or None: Keras itself says
+    "File not found" about a file that is there but is no zip."""
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            if zipfile.is_zipfile(fh):
+                return None
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return "an empty file" if size == 0 else f"{size} bytes, not a zip archive"
 
 
 class RunningSpeakerNorm:
@@ -120,6 +134,10 @@ class Engine:
         except BundleError:
             raise
         except Exception as exc:  # a corrupt model.keras: Keras raises many different types
+            model_file = Path(path) / "model.keras"
+            problem = model_file_problem(model_file)
+            if problem is not None:
+                raise BundleError(f"{model_file}: not a Keras model file ({problem})") from None
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{path}: cannot load model.keras ({msg})") from None
         engine = cls(model, bundle, gain)
@@ -165,8 +183,12 @@ class Engine:
         self.speaker_norm.update(self._extract(y))
 
     def _extract(self, y: np.ndarray, gain: GainControl | None = None) -> np.ndarray:
-        """Gain-normalised features of waveform ``y`` (the bundle's or the given gain)."""
-        return extract((gain or self.gain)(np.asarray(y, np.float32)), self.spec)
+        """Gain-normalised features of waveform ``y`` (the bundle's or the given gain);
+        :class:`FeatureError` if they are not finite (as the workflow rejects such audio)."""
+        feat = extract((gain or self.gain)(np.asarray(y, np.float32)), self.spec)
+        if not np.all(np.isfinite(feat)):
+            raise FeatureError("non-finite feature values")
+        return feat
 
     def predict(self, rows: np.ndarray, n_valid: np.ndarray) -> dict[str, np.ndarray]:
         """Model outputs for a batch of rows (compiled ``predict_on_batch``)."""

@@ -105,25 +105,38 @@ class AutoGain(GainControl):
         return f"gain auto: {bounds} after {self.n_seen} segment(s); extremes keep widening"
 
 
-def make_gain(mode: str, bundle: Bundle, practice: int = 3) -> tuple[GainControl, list]:
-    """Build the gain control for ``--gain MODE``; returns it and a list of warnings."""
-    base, warning = bundle.gain, bundle.gain_warning
-    warnings = [warning] if warning else []
+def parse_gain_mode(mode: str) -> str | tuple[float, float]:
+    """``--gain MODE``: 'bundle', 'auto', or finite (MIN, MAX) with MAX > MIN; else
+    :class:`UsageError` (a bad command line)."""
     mode = mode.strip()
-    if mode == "bundle":
-        return GainControl(base), warnings
-    if base.get("method") not in ("minmax", None):
-        warnings.append(
-            f"the model was trained with gain {base.get('method')!r}, not min-max; --gain {mode} "
-            f"maps audio to {list(target_range(base))}, which it has not seen"
-        )
-    if mode == "auto":
-        return AutoGain(target_range(base), practice), warnings
-    parts = mode.split(",")
+    if mode in ("bundle", "auto"):
+        return mode
     try:
-        lo, hi = (float(p) for p in parts)
+        lo, hi = (float(p) for p in mode.split(","))
     except ValueError:
         raise UsageError(
             f"--gain {mode!r}: use 'bundle', 'auto' or two numbers 'MIN,MAX' (e.g. -0.9,0.9)"
         ) from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise UsageError(f"--gain {mode!r}: MIN and MAX must be finite numbers")
+    if not hi > lo:
+        raise UsageError(f"--gain MIN,MAX needs MAX > MIN, got {lo:g},{hi:g}")
+    return lo, hi
+
+
+def make_gain(mode: str, bundle: Bundle, practice: int = 3) -> tuple[GainControl, list]:
+    """Build the gain control for ``--gain MODE``; returns it and a list of warnings."""
+    base, warning = bundle.gain, bundle.gain_warning
+    warnings = [warning] if warning else []
+    parsed = parse_gain_mode(mode)
+    if parsed == "bundle":
+        return GainControl(base), warnings
+    if base.get("method") not in ("minmax", None):
+        warnings.append(
+            f"the model was trained with gain {base.get('method')!r}, not min-max; --gain "
+            f"{mode.strip()} maps audio to {list(target_range(base))}, which it has not seen"
+        )
+    if parsed == "auto":
+        return AutoGain(target_range(base), practice), warnings
+    lo, hi = parsed
     return FixedGain(lo, hi, target_range(base)), warnings

@@ -7,11 +7,27 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from deepser.errors import FeatureError
+from deepser.errors import FeatureError, RecognizerError
 from deepser.recognizer.engine import Engine, Prediction
 from deepser.recognizer.vad import Segment, StreamingSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteAudioError(RecognizerError):
+    """Audio with NaN or Inf samples reached the recogniser (a source let them through)."""
+
+
+def check_finite(y: np.ndarray, sample_rate: int, offset: int = 0) -> None:
+    """Raise :class:`NonFiniteAudioError` if ``y`` (samples from ``offset`` of the stream on)
+    holds NaN or Inf: they would give garbage features and a confident-looking label."""
+    finite = np.isfinite(y)
+    if not finite.all():
+        n, first = int(y.size - np.count_nonzero(finite)), offset + int(np.argmin(finite))
+        raise NonFiniteAudioError(
+            f"{n} non-finite audio samples (NaN or Inf) from {first / sample_rate:.3f} s of the "
+            "stream on: nothing is recognised from invalid audio"
+        )
 
 
 class Recognizer:
@@ -34,6 +50,8 @@ class Recognizer:
         """Predictions for the segments that ``chunk`` completes (usually none or one)."""
         if self.segmenter is None:
             self.start()
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        check_finite(chunk, self.engine.sample_rate, self.segmenter.samples_seen)
         return [p for s in self.segmenter.feed(chunk) if (p := self.predict(s)) is not None]
 
     def flush(self) -> list[Prediction]:
@@ -57,14 +75,25 @@ class Recognizer:
 
     def whole(self, y: np.ndarray) -> Prediction | None:
         """One prediction for the whole signal ``y`` (no segmentation; for utterance files)."""
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        check_finite(y, self.engine.sample_rate)
         decisions = self.new_segmenter().speech_frames(y)
         ratio = float(decisions.mean()) if decisions.size else 0.0
         return self.predict(Segment(0, y.size, self.engine.sample_rate, y, ratio, "whole"))
 
     def predict(self, segment: Segment) -> Prediction | None:
+        """The engine's prediction, or None for a segment it cannot use (too short, non-finite
+        features: logged and counted); non-finite model outputs are an error, not a label."""
         try:
-            return self.engine.recognize(segment)
+            pred = self.engine.recognize(segment)
         except FeatureError as exc:
             self.n_too_short += 1
             log.warning("segment %.2f-%.2f s skipped: %s", segment.start_s, segment.end_s, exc)
             return None
+        for task, value in pred.outputs.items():
+            if not np.all(np.isfinite(value)):
+                raise RecognizerError(
+                    f"the model gave non-finite outputs (NaN or Inf) for task {task!r} on the "
+                    f"segment {segment.start_s:.2f}-{segment.end_s:.2f} s: the bundle is broken"
+                )
+        return pred

@@ -17,9 +17,10 @@ from typing import IO
 
 from tqdm import tqdm
 
+from deepser.errors import RecognizerError
 from deepser.recognizer.engine import Prediction
 from deepser.recognizer.output import Outputs, columns, row
-from deepser.recognizer.pipeline import Recognizer
+from deepser.recognizer.pipeline import NonFiniteAudioError, Recognizer
 from deepser.recognizer.sources import FileSource, Gap, MicrophoneSource
 
 Status = Callable[[str], None]  # prints one status line (stderr) unless quiet
@@ -143,6 +144,8 @@ def recognise_files(
             try:
                 for pred in _predictions(recognizer, source, options.whole_file):
                     write(pred, name, per_file)
+            except NonFiniteAudioError as exc:  # a source let NaN or Inf through: name the file
+                raise RecognizerError(f"{name}: {exc}") from None
             except KeyboardInterrupt:
                 interrupted = True
                 for pred in recognizer.flush():

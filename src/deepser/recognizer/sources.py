@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepser.corpus.audio import check_audio, load_audio
+from deepser.corpus.audio import AudioStream, read_audio
 from deepser.errors import RecognizerError
 from deepser.runtime import quiet_stderr
 
@@ -26,9 +26,14 @@ PYAUDIO_HINT = (
 
 
 class FileSource:
-    """A whole file (any soundfile format, rate, channel count) as chunks at ``sample_rate``.
+    """A file (any soundfile format, rate, channel count) as chunks at ``sample_rate``, read
+    block by block (:class:`deepser.corpus.audio.AudioStream`): memory does not grow with the
+    file's length. The chunks equal :func:`deepser.corpus.audio.load_audio`'s samples.
 
-    With ``realtime`` the chunks are paced at the speed of the audio (a file played as if live).
+    The file is checked when the source is made, before anything is recognised: its header, and
+    for a float file its samples (NaN or Inf: :class:`AudioError`, or with
+    ``repair_nonfinite`` replaced with 0 and counted in :attr:`n_nonfinite`). With ``realtime``
+    the chunks are paced at the speed of the audio (a file played as if live).
     """
 
     def __init__(
@@ -38,33 +43,60 @@ class FileSource:
         chunk_s: float = 0.1,
         realtime: bool = False,
         max_seconds: float | None = None,
+        repair_nonfinite: bool = False,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
         self.chunk = max(1, int(round(chunk_s * sample_rate)))
         self.realtime = realtime
         self.max_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
-        check_audio(self.path)  # AudioError now, not half-way through a batch
-        self._audio: np.ndarray | None = None
+        self.repair_nonfinite = repair_nonfinite
+        # AudioError now, not half-way through a batch (or after rows were written)
+        self.stream = AudioStream(
+            self.path, self.sample_rate, self.max_samples, repair_nonfinite=repair_nonfinite
+        )
+        self.n_nonfinite = self.stream.scan_nonfinite()  # replaced with 0 (repair_nonfinite)
 
     @property
     def audio(self) -> np.ndarray:
-        if self._audio is None:
-            self._audio = load_audio(self.path, self.sample_rate)[: self.max_samples]
-        return self._audio
+        """The whole signal at once (``--whole-file``: one segment per file), as
+        :func:`load_audio` reads it (cut after ``max_seconds``)."""
+        y, _ = read_audio(self.path, self.sample_rate, self.repair_nonfinite)
+        return y[: self.max_samples]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        y = self.audio
+        """Chunks of ``chunk`` samples (the last one shorter), read from the file as needed."""
+        self.close()
+        self._active = self._chunks()
+        return self._active
+
+    def _chunks(self) -> Iterator[np.ndarray]:
         t0 = time.monotonic()
-        for i in range(0, y.size, self.chunk):
+        position = 0
+        rest = np.zeros(0, np.float32)
+        for block in self.stream:
+            y = np.concatenate([rest, block]) if rest.size else block
+            n = y.size - y.size % self.chunk
+            for i in range(0, n, self.chunk):
+                if self.realtime:
+                    delay = t0 + (position + i) / self.sample_rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                yield y[i : i + self.chunk]
+            position += n
+            rest = y[n:]
+        if rest.size:
             if self.realtime:
-                delay = t0 + i / self.sample_rate - time.monotonic()
+                delay = t0 + position / self.sample_rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield y[i : i + self.chunk]
+            yield rest
 
     def close(self) -> None:
-        self._audio = None
+        """Close the file if an iteration was left unfinished (safe to call twice)."""
+        active, self._active = getattr(self, "_active", None), None
+        if active is not None:
+            active.close()
 
 
 def _pyaudio():
