@@ -45,15 +45,8 @@ def resolve_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _experiment_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     experiments = config.get("experiments") or {}
-    databases = config.get("databases") or {}
     for name, exp in experiments.items():
         where = f"experiments.{name}"
-        if exp.get("database") not in databases:
-            problems.append(
-                f"{where}.database: unknown database {exp.get('database')!r} "
-                f"(known: {', '.join(databases) or 'none'})"
-            )
-            continue
         source = exp.get("init_from")
         if source is not None:
             if source not in experiments or source == name:
@@ -276,4 +269,12 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"{where}: {settings['feature_set']!r} is not a functionals or opensmile set"
             )
-    return problems + _experiment_problems(config) + _combination_problems(config)
+    for name, exp in (config.get("experiments") or {}).items():
+        if exp.get("database") not in config["databases"]:
+            problems.append(
+                f"experiments.{name}.database: unknown database {exp.get('database')!r} "
+                f"(known: {', '.join(config['databases'])})"
+            )
+    if problems:  # the checks below assume known references
+        return problems
+    return _experiment_problems(config) + _combination_problems(config)
