@@ -25,7 +25,7 @@ from deepser.workflow.feasibility import (
 )
 from deepser.workflow.schema import load_schema, validate_config
 from snakemake.logging import logger
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
 # the schema's checks (one line per problem, defaults filled in), then the cross-references
 _config_problems = validate_config(
@@ -118,7 +118,12 @@ def db_corpora(wildcards):
 
 
 def db_inputs(wildcards):
-    check_folds(wildcards.database)
+    try:
+        check_folds(wildcards.database)
+    except IncompleteCheckpointException:
+        # not yet: the meta files are inputs below, so Snakemake calls this function again
+        # once their checkpoint jobs are done (and plans every one of them meanwhile)
+        pass
     db = DATABASES[wildcards.database]
     corpora = db["corpora"]
     base = f"{RESULTS}/corpora"

@@ -211,7 +211,8 @@ def test_config_typo_fails_naming_the_key(tmp_path: Path) -> None:
     config["feature_sets"]["logmel"]["n_mel"] = 40
     proc = run_workflow(tmp_path, config, "-n", check=False)
     assert proc.returncode != 0
-    assert "feature_sets.logmel: unknown key 'n_mel' (did you mean 'n_mels'?)" in proc.stderr
+    out = proc.stdout + proc.stderr  # a dry run logs to stdout
+    assert "feature_sets.logmel: unknown key 'n_mel' (did you mean 'n_mels'?)" in out
     config = copy.deepcopy(CONFIG)
     config["databases"]["small"]["corpora"] = ["demo", "nope"]
     config["databases"]["small"]["tasks"] = ["emotion", "valence"]
