@@ -99,7 +99,10 @@ class JobFormatter(DefaultFormatter):
         elif msg.get("shellcmd"):
             lines.append(f"    command failed: {msg['shellcmd']}")
         else:
-            lines.append("    the job failed without a message of its own (killed? out of memory?)")
+            lines.append(
+                "    the job stopped without a message of its own (killed by a signal, out of "
+                "memory, or Ctrl-C before it started); a re-run redoes it"
+            )
         for log in logs:
             lines.append(f"    log: {log}")
         if not logs:
@@ -111,7 +114,9 @@ class JobFormatter(DefaultFormatter):
 def _is_script_exit(record: logging.LogRecord) -> bool:
     """The ``RuleException`` of a rule whose script exited non-zero."""
     text = str(record.getMessage())
-    return "CalledProcessError" in text and "returned non-zero exit status" in text
+    return "CalledProcessError" in text and (
+        "returned non-zero exit status" in text or "died with <Signals." in text
+    )
 
 
 def _is_workflow_check(text: str) -> bool:

@@ -204,3 +204,15 @@ def test_a_valid_config_gets_the_schema_defaults(schema) -> None:
     config = minimal_config()
     assert validate_config(config, schema) == []
     assert config["corpora"]["c"]["n_shards"] >= 1  # filled in from the schema's default
+
+
+def test_ctrl_c_in_a_job_leaves_no_traceback_and_says_so_in_the_log(tmp_path: Path) -> None:
+    log, proc = run_job(tmp_path, "raise KeyboardInterrupt", console="0")
+    assert proc.returncode == 130 and proc.stderr == ""
+    assert job_error_message(log) == "interrupted (Ctrl-C); a re-run redoes this job"
+    fmt = JobFormatter(set(), False)
+    dump = (
+        "RuleException:\nCalledProcessError in file rules/features.smk, line 28:\nCommand "
+        "'python .snakemake/scripts/tmp.extract_features.py' died with <Signals.SIGINT: 2>."
+    )
+    assert fmt.format(record(LogEvent.ERROR, dump)) == ""

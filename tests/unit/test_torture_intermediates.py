@@ -437,3 +437,49 @@ def test_bundle_json_from_the_future_or_incomplete(tmp_path: Path) -> None:
     with pytest.raises(BundleError) as exc:
         read_bundle(folder)
     assert_says(exc, str(where), "missing window_spec", "needs feature_spec, window_spec, tasks")
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--out", "{fifo}"], "exists and is not a regular file"),
+        (["--out", "{original}"], "is the input"),
+        (["--out", "{tmp}/o.h5", "--c-len", "-10"], "--c-len: -10 is below the minimum 1"),
+        (["--out", "{tmp}/o.h5", "--k-fold", "0"], "--k-fold: 0 is below the minimum 2"),
+    ],
+)
+def test_convert_db_refuses_outputs_and_values_that_cannot_be_meant(
+    tmp_path: Path, capsys, extra, words
+) -> None:
+    original = tmp_path / "ENT.h5"
+    original.write_text("not a database\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = [a.format(fifo=fifo, original=original, tmp=tmp_path) for a in extra]
+    with pytest.raises(SystemExit) as exc:
+        deepser(["convert-db", str(original), "--tasks", "e:2:0", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert fifo.exists() and not fifo.is_file() and original.read_text() == "not a database\n"
+
+
+def test_import_legacy_refuses_a_bundle_folder_that_holds_files(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, out)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(SystemExit) as exc:
+        deepser(
+            [
+                "import-legacy",
+                str(tmp_path / "m.h5"),
+                "--features",
+                "mspec",
+                "--tasks",
+                "a:2",
+                "--out",
+                str(out),
+            ]
+        )
+    assert exc.value.code == 2 and "is a folder that is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before

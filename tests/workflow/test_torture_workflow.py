@@ -126,6 +126,12 @@ def test_no_validation_speakers_stops_before_training(tmp_path: Path) -> None:
     assert run_workflow(tmp_path, config, "-n").returncode == 0
 
 
+def test_a_task_with_one_class_stops_before_any_feature(tmp_path: Path) -> None:
+    out = failed(tmp_path, corpus(tmp_path, ["s1", "s2", "s3"], emotions=["a", "a", "a"]))
+    assert "databases.d: task emotion has 1 class(es) (a)" in out and "nothing to learn" in out
+    assert not (tmp_path / "results/corpora/c/features").exists()
+
+
 def test_a_class_of_one_speaker_is_a_warning(tmp_path: Path) -> None:
     config = corpus(tmp_path, ["s1", "s2", "s3"] * 2 + ["s3"], emotions=list("ababab") + ["c"])
     run_workflow(tmp_path, config, "results/corpora/c/meta.tsv")
@@ -175,6 +181,14 @@ def test_each_failed_shard_is_its_own_block(tmp_path: Path) -> None:
         (
             lambda c: c["databases"]["d"].update(feature_set="nope"),
             "databases.d.feature_set: unknown feature set 'nope'",
+        ),
+        (
+            lambda c: c["experiments"]["e"].update(tasks={"zz": 1.0}),
+            "experiments.e.tasks: not a task of its database: zz (database 'd' has emotion)",
+        ),
+        (
+            lambda c: c["experiments"]["e"].update(monitor="speaker"),
+            "experiments.e.monitor: 'speaker' is not a task of its database",
         ),
         (
             lambda c: c["experiments"]["e"].update(database="nope"),

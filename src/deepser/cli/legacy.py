@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deepser.cli.common import check_output, int_at_least
+from deepser.errors import SpecError, UsageError
+
 IMPORT_EPILOG = """\
 examples (the original LIVE_SER laughter models):
   deepser import-legacy ami.laugh.mspec.cnnlstm.0.h5 --features mspec --tasks laughter:2 \\
@@ -68,17 +71,21 @@ def add_convert_db(sub) -> None:
     conv.add_argument("--out", required=True, metavar="DB.h5", help="database to write")
     conv.add_argument(
         "--speaker-column",
-        type=int,
+        type=int_at_least(0),
         help="label column holding the speaker id (default: each fold is one speaker group)",
     )
     conv.add_argument(
-        "--k-fold", type=int, help="without folds in the file: K contiguous folds (the -kf)"
+        "--k-fold",
+        type=int_at_least(2),
+        help="without folds in the file: K contiguous folds (the -kf)",
     )
     conv.add_argument(
         "--layout", choices=("2d", "3d"), help="feat layout (default: read off its shape)"
     )
     conv.add_argument(
-        "--c-len", type=int, help="frames per step of a frame-sequence feat (N, T, c_len*D)"
+        "--c-len",
+        type=int_at_least(1),
+        help="frames per step of a frame-sequence feat (N, T, c_len*D)",
     )
     conv.add_argument("--corpus", help="corpus name (default: the file name)")
     conv.add_argument("--features", help="feature preset the features were computed with")
@@ -89,10 +96,14 @@ def import_legacy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     from deepser.legacy.importer import import_legacy
     from deepser.runtime import start_keras_quietly
 
+    check_output(args.out, [args.model], folder=True)
     start_keras_quietly()
-    bundle = import_legacy(
-        args.model, args.features, args.tasks, args.out, gain=args.gain, layout=args.layout
-    )
+    try:
+        bundle = import_legacy(
+            args.model, args.features, args.tasks, args.out, gain=args.gain, layout=args.layout
+        )
+    except SpecError as exc:  # --features, --tasks or --gain: a bad command-line value
+        raise UsageError(str(exc)) from None
     if args.gain is None:
         print(
             "deepser: note: no --gain given; the bundle normalises audio from [-1, 1] to [0, 1] "
@@ -110,9 +121,25 @@ def import_legacy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def convert_db(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    check_output(args.out, [args.database])
+    try:
+        attrs = _convert(args)
+    except SpecError as exc:  # --tasks, --features or --gain: a bad command-line value
+        raise UsageError(str(exc)) from None
+    n_folds = len(attrs["folds"] or [])
+    dropped = attrs["source"]["dropped_rows_outside_folds"]
+    print(
+        f"{args.out}: {attrs['n_utterances']} rows, {n_folds} folds, window "
+        f"{attrs['window_spec']}, tasks {[t['name'] for t in attrs['tasks']]}"
+        + (f"; dropped {dropped} rows outside every fold" if dropped else "")
+    )
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> dict:
     from deepser.legacy.database import convert_database
 
-    attrs = convert_database(
+    return convert_database(
         args.database,
         args.tasks,
         args.out,
@@ -124,11 +151,3 @@ def convert_db(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         features=args.features,
         gain=args.gain,
     )
-    n_folds = len(attrs["folds"] or [])
-    dropped = attrs["source"]["dropped_rows_outside_folds"]
-    print(
-        f"{args.out}: {attrs['n_utterances']} rows, {n_folds} folds, window "
-        f"{attrs['window_spec']}, tasks {[t['name'] for t in attrs['tasks']]}"
-        + (f"; dropped {dropped} rows outside every fold" if dropped else "")
-    )
-    return 0

@@ -277,4 +277,22 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
             )
     if problems:  # the checks below assume known references
         return problems
+    for name, exp in (config.get("experiments") or {}).items():
+        db = config["databases"][exp["database"]]
+        first = column_names(corpora[db["corpora"][0]])
+        tasks = [first[t] if isinstance(t, int) and 0 <= t < len(first) else t for t in db["tasks"]]
+        known = f"(database {exp['database']!r} has {', '.join(map(str, tasks))})"
+        unknown = [t for t in exp.get("tasks") or {} if t not in tasks]
+        if unknown:
+            problems.append(
+                f"experiments.{name}.tasks: not a task of its database: "
+                f"{', '.join(unknown)} {known}"
+            )
+        if exp.get("monitor") is not None and exp["monitor"] not in tasks:
+            problems.append(
+                f"experiments.{name}.monitor: {exp['monitor']!r} is not a task of its database "
+                f"{known}"
+            )
+    if problems:
+        return problems
     return _experiment_problems(config) + _combination_problems(config)

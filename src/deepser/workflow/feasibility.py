@@ -104,6 +104,13 @@ def fold_problems(
     groups = [str(g) for g in groups]
     distinct = _sorted(set(groups))
     errors = _count_problems(distinct, n_folds, where)
+    for task, values in (labels or {}).items():
+        classes = _sorted({str(v) for v in values if _is_label(v)})
+        if len(classes) < 2:
+            errors.append(
+                f"{where}: task {task} has {len(classes)} class(es) ({', '.join(classes)}) in the "
+                "validated meta: nothing to learn (a model that always says it would score 1.0)"
+            )
     if errors:
         return errors, []
     spk = groups if speakers is None else [str(s) for s in speakers]

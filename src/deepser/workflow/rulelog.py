@@ -106,8 +106,13 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
             fh.flush()
             if os.environ.get(CONSOLE_ERRORS) != "0":
                 os.write(originals[2], f"[{snakemake.rule}] {message}\n".encode())
-            failed = True
+            failed = 1
+        except KeyboardInterrupt:  # Ctrl-C reaches the jobs too: no traceback, a re-run resumes
+            logger.error("interrupted (SIGINT)")
+            fh.write(f"{ERROR_MARK}\ninterrupted (Ctrl-C); a re-run redoes this job\n")
+            fh.flush()
+            failed = 130
         else:
-            failed = False
+            failed = 0
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(failed)
