@@ -256,7 +256,55 @@ def load_bundle(path: str | Path):
     actual = list(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None
     if actual != expected:
         raise BundleError(f"{path}: the model expects input {actual}, bundle.json says {expected}")
+    check_outputs(path, model, bundle.tasks)
     return model, bundle
+
+
+def task_units(task: Mapping[str, Any]) -> int:
+    """Output units of a task: its number of classes, or 1 for a continuous task."""
+    if task.get("type") == "continuous":
+        return 1
+    return len(task.get("classes") or [])
+
+
+def model_output_units(model) -> dict[str, int | None]:
+    """Output name -> units (the last dimension) of a Keras model; a single unnamed output
+    comes as ``{"": units}``."""
+    shapes = model.output_shape
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(shapes, dict):
+        pairs = list(shapes.items())
+    elif isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, tuple)):
+        pairs = list(zip(names or [str(i) for i in range(len(shapes))], shapes, strict=False))
+    else:
+        pairs = [(names[0] if len(names) == 1 else "", shapes)]
+    return {str(name): (shape[-1] if shape else None) for name, shape in pairs}
+
+
+def check_outputs(path: str | Path, model, tasks: Sequence[Mapping[str, Any]]) -> None:
+    """:class:`BundleError` unless each task's model output has as many units as bundle.json
+    lists classes (1 for a continuous task). Outputs are matched by name (the model's output
+    layers are named after the tasks); a single output serves a single task."""
+    units = model_output_units(model)
+    for task in tasks:
+        name = task["name"]
+        if name in units:
+            n = units[name]
+        elif len(units) == 1 and len(tasks) == 1:
+            n = next(iter(units.values()))
+        else:
+            continue  # a missing output: the recogniser names the outputs and the tasks
+        m = task_units(task)
+        if n is not None and n != m:
+            listed = (
+                "a continuous value"
+                if task.get("type") == "continuous"
+                else f"{m} classes ({', '.join(map(str, task.get('classes') or []))})"
+            )
+            raise BundleError(
+                f"{path}: the model's output for task {name} has {n} units, "
+                f"bundle.json lists {listed}"
+            )
 
 
 @dataclass(frozen=True)
@@ -313,8 +361,30 @@ def read_fusion(path: str | Path) -> FusionBundle:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{where}: not a readable fused bundle ({exc})") from None
     for member in fused.members:
+        inside = (path / member).resolve()
+        if (
+            Path(member).is_absolute()
+            or ".." in Path(member).parts
+            or inside == path.resolve()
+            or not inside.is_relative_to(path.resolve())
+        ):
+            raise BundleError(
+                f"{where}: member bundle {member!r} must be a sub-folder of the fused bundle"
+            )
         if not (path / member / "bundle.json").is_file():
             raise BundleError(f"{path}: member bundle {member!r} is missing")
+    for member in fused.members:
+        member_tasks = {t.get("name"): t for t in read_bundle(path / member).tasks}
+        for task in fused.tasks:
+            mine = member_tasks.get(task["name"])
+            if mine is None:
+                raise BundleError(f"{path / member}: no task {task['name']} (the fused bundle's)")
+            if list(mine.get("classes") or []) != list(task.get("classes") or []):
+                raise BundleError(
+                    f"{path / member}: task {task['name']} has classes "
+                    f"{list(mine.get('classes') or [])}, the fused bundle's are "
+                    f"{list(task.get('classes') or [])}"
+                )
     missing = [t["name"] for t in fused.tasks if t["name"] not in fused.params]
     if missing:
         raise BundleError(f"{where}: no combiner for task(s) {missing}")

@@ -35,12 +35,37 @@ def configure_backend(threads: int, seed: int, deterministic: bool = True) -> No
     keras.utils.set_random_seed(seed)
 
 
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def ensure_std_streams() -> None:
+    """Make a closed stdout or stderr (``>&-``, ``2>&-``) harmless: /dev/null takes over the
+    closed file descriptor 1 or 2 (so no file opened later gets it, and C libraries' writes go
+    nowhere), and a missing ``sys.stderr`` becomes /dev/null (``print(file=None)`` would
+    write to stdout). ``sys.stdout`` stays None: whoever writes rows must check it."""
+    for fd in (1, 2):
+        if not _fd_open(fd):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process)
+
+
 @contextlib.contextmanager
 def redirect_fds(target: int, fds: tuple[int, ...]) -> Iterator[dict[int, int]]:
     """Point the file descriptors ``fds`` at ``target`` for the block, so that what C
     libraries write there goes too; yield copies of the originals ({fd: copy})."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when the process started with it closed
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     saved = {fd: os.dup(fd) for fd in fds}
     try:
         for fd in fds:

@@ -422,3 +422,95 @@ def test_ctrl_c_in_a_subprocess_ends_without_a_traceback(files, tmp_path) -> Non
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "interrupted (Ctrl-C)" in err and out == ""
     assert log.read_text().startswith(HEADER)
+
+
+# ------------------------------------------------------------------------- bundle vs model
+
+
+def edited_bundle(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of :data:`BUNDLE` under ``tmp_path/name`` with ``edit(bundle.json data)``."""
+    folder = tmp_path / name
+    shutil.copytree(BUNDLE, folder)
+    data = json.loads((folder / "bundle.json").read_text())
+    edit(data)
+    (folder / "bundle.json").write_text(json.dumps(data))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "classes, words",
+    [
+        (["angry", "happy", "neutral"], ["has 4 units", "lists 3 classes"]),
+        (["angry", "happy", "neutral", "sad", "bored"], ["has 4 units", "lists 5 classes"]),
+    ],
+)
+def test_task_classes_that_do_not_match_the_model_exit_1(
+    tmp_path, capsys, files, classes, words
+) -> None:
+    def edit(data):
+        data["tasks"][0]["classes"] = classes
+
+    bundle = edited_bundle(tmp_path, "bundle", edit)
+    code, out, err = run(capsys, "--model", bundle, "--wav", files["ok.wav"], "--output", "label")
+    clean_error(code, out, err, 1, "task emotion", *words)
+
+
+def test_a_fused_bundle_refuses_outside_members_and_other_classes(tmp_path) -> None:
+    from deepser.bundle import read_fusion
+    from deepser.errors import BundleError
+
+    fused = tmp_path / "fused"
+    edited_bundle(fused / "members", "a", lambda data: None)
+
+    def rename(data):
+        data["tasks"][0]["classes"] = ["happy", "angry", "neutral", "sad"]
+
+    edited_bundle(fused / "members", "b", rename)
+    edited_bundle(tmp_path, "outside", lambda data: None)
+    task = json.loads((BUNDLE / "bundle.json").read_text())["tasks"][0]
+
+    def write(members: list[str]) -> None:
+        data = {"format_version": 1, "kind": "fusion", "fusion": "f", "method": "average"}
+        data |= {"members": members, "tasks": [task], "params": {"emotion": {}}}
+        (fused / "bundle.json").write_text(json.dumps(data))
+
+    write(["members/a", "members/a"])
+    assert read_fusion(fused).members == ["members/a", "members/a"]
+    for member in ["../outside", str(tmp_path / "outside"), "."]:
+        write(["members/a", member])
+        with pytest.raises(BundleError, match="must be a sub-folder"):
+            read_fusion(fused)
+    write(["members/a", "members/b"])
+    with pytest.raises(BundleError, match="task emotion has classes"):
+        read_fusion(fused)
+
+
+# ------------------------------------------------------------------------- closed std streams
+
+
+def test_a_closed_stdout_needs_a_log(tmp_path, capsys, files, monkeypatch) -> None:
+    """``>&-``: Python starts with ``sys.stdout`` None; --log still works, else exit 1."""
+    monkeypatch.setattr(sys, "stdout", None)
+    log = tmp_path / "t.csv"
+    code, _, err = recognise(capsys, files["ok.wav"], "-q", "--log", log)
+    assert code == 0 and "Traceback" not in err, err
+    assert_bursts_found(timeline(log.read_text()))
+    code, _, err = recognise(capsys, files["ok.wav"], "-q")
+    assert code == 1 and "Traceback" not in err, err
+    assert err.startswith(f"{PROG}: error: stdout is closed"), err
+
+
+def test_a_closed_stderr_keeps_status_lines_off_stdout(files) -> None:
+    """``2>&-``: the status lines go nowhere; stdout holds the timeline alone."""
+    import os
+
+    cmd = [sys.executable, str(REPO / "scripts/recognize.py"), "--model", str(BUNDLE)]
+    proc = subprocess.run(
+        [*cmd, "--wav", str(files["ok.wav"])],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert proc.returncode == 0
+    assert_bursts_found(timeline(proc.stdout))

@@ -39,7 +39,7 @@ from deepser.late_fusion import combine
 from deepser.models import FEATURES, N_VALID, as_inputs
 from deepser.recognizer.gain import GainControl
 from deepser.recognizer.vad import Segment
-from deepser.runtime import quiet_stderr
+from deepser.runtime import ensure_std_streams, quiet_stderr
 from deepser.stats import Moments, standardise
 
 
@@ -121,6 +121,7 @@ class Engine:
     ) -> Engine:
         """Load ``path`` (``load_bundle``: format and input shape checked) and warm it up;
         ``quiet`` hides TensorFlow's start-up notices on stderr."""
+        ensure_std_streams()  # a closed stdout or stderr: /dev/null, before Keras starts
         with quiet_stderr() if quiet else contextlib.nullcontext():
             return cls._load(path, gain)
 

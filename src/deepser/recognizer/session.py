@@ -22,6 +22,7 @@ from deepser.recognizer.engine import Prediction
 from deepser.recognizer.output import Outputs, columns, row
 from deepser.recognizer.pipeline import NonFiniteAudioError, Recognizer
 from deepser.recognizer.sources import FileSource, Gap, MicrophoneSource
+from deepser.runtime import ensure_std_streams
 
 Status = Callable[[str], None]  # prints one status line (stderr) unless quiet
 
@@ -79,6 +80,12 @@ def open_text(path: str | Path) -> IO[str]:
 
 def open_outputs(options: SessionOptions, tasks, with_file: bool) -> Outputs:
     """The shared outputs: --log, --jsonl, else stdout (unless --out-dir)."""
+    ensure_std_streams()  # a closed fd 1 or 2 is taken by /dev/null before any file opens
+    to_stdout = not (options.log or options.jsonl or options.out_dir)
+    if to_stdout and sys.stdout is None:
+        raise RecognizerError(
+            "stdout is closed: nowhere to write the timeline (give --log, --jsonl or --out-dir)"
+        )
     cols = columns(tasks, options.output, with_file)
     outputs = Outputs()
     try:
@@ -86,7 +93,7 @@ def open_outputs(options: SessionOptions, tasks, with_file: bool) -> Outputs:
             outputs.add("csv", open_text(options.log), cols)
         if options.jsonl:
             outputs.add("jsonl", open_text(options.jsonl), cols)
-        if not (options.log or options.jsonl or options.out_dir):
+        if to_stdout:
             outputs.add(options.format, sys.stdout, cols, owned=False)
     except BaseException:
         outputs.close()
@@ -124,7 +131,7 @@ def recognise_files(
         desc="recognising",
         unit="file",
         file=sys.stderr,
-        disable=options.quiet or len(files) < 2,
+        disable=options.quiet or len(files) < 2 or sys.stderr is None,
     )
     started = time.perf_counter()
 
