@@ -47,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_recognizer.py --bundle results/experiments/demo/final
 
 clean:
-	rm -rf results .snakemake data/demo
+	rm -rf results .snakemake data/demo data/demo-unseen

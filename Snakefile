@@ -25,6 +25,8 @@ wildcard_constraints:
     n_inner=r"\d+",
     fusion=alternatives(FUSIONS) or "no-fusion",
     selection=alternatives(SELECTIONS) or "no-selection",
+    condition=alternatives(CONDITIONS) or "no-condition",
+    cross=alternatives(CROSS_CORPUS) or "no-cross-corpus",
 
 
 include: "rules/data.smk"
@@ -32,6 +34,7 @@ include: "rules/features.smk"
 include: "rules/database.smk"
 include: "rules/training.smk"
 include: "rules/combine.smk"
+include: "rules/trust.smk"
 
 
 rule all:
@@ -39,3 +42,4 @@ rule all:
     input:
         all_databases(),
         all_experiments(),
+        model_cards(),

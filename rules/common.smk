@@ -17,6 +17,9 @@ from deepser.workflow.config import (
     gain_config,
     needs_corpus_gain,
     resolve_experiments,
+    robustness_experiments,
+    with_cross_corpus_databases,
+    cross_corpus_database,
 )
 from deepser.workflow.feasibility import (
     fold_problems,
@@ -42,6 +45,7 @@ config["feature_sets"] = with_baseline_feature_sets(
     config
 )  # + the baselines' implied set
 FEATURE_SETS = config["feature_sets"]
+config["databases"] = with_cross_corpus_databases(config)  # + cross-corpus targets
 DATABASES = config["databases"]
 LIBRARY = Path(deepser.__file__).parent
 SCRIPTS = Path(workflow.basedir) / "scripts"
@@ -280,14 +284,15 @@ def check_folds(name):
 def fold_files(name):
     """Per-fold outputs of an experiment (an input function)."""
 
-    def files(wildcards):
-        n = database_n_folds(EXPERIMENTS[wildcards.experiment]["database"])
-        return expand(
-            f"{RESULTS}/experiments/{wildcards.experiment}/fold-{{fold}}/{name}",
-            fold=range(n),
-        )
+    return lambda wildcards: experiment_fold_paths(wildcards.experiment, name)
 
-    return files
+
+def experiment_fold_paths(experiment, name):
+    """A per-fold file of every fold of an experiment."""
+    n = database_n_folds(EXPERIMENTS[experiment]["database"])
+    return expand(
+        f"{RESULTS}/experiments/{experiment}/fold-{{fold}}/{name}", fold=range(n)
+    )
 
 
 FUSIONS = config.get("fusions") or {}
@@ -367,3 +372,86 @@ def all_experiments():
             selection=SELECTIONS,
         )
     )
+
+
+CROSS_CORPUS = config.get("cross_corpus") or {}
+# an experiment's, fusion's or selection's folder (the model card's wildcard)
+RESULT_FOLDERS = (
+    re.escape(RESULTS) + r"[\\/](experiments|fusions|selections)[\\/][^\\/]+"
+)
+ROBUSTNESS = config["robustness"]
+CONDITIONS = list(ROBUSTNESS.get("conditions") or [])
+ROBUST_EXPERIMENTS = robustness_experiments(config)
+
+
+def experiment_metas(wildcards):
+    """The validated meta of each corpus of the experiment's database (group columns)."""
+    corpora = DATABASES[EXPERIMENTS[wildcards.experiment]["database"]]["corpora"]
+    return [f"{RESULTS}/corpora/{c}/meta.tsv" for c in corpora]
+
+
+def experiment_robustness(wildcards):
+    if wildcards.experiment not in ROBUST_EXPERIMENTS:
+        return []
+    return f"{RESULTS}/experiments/{wildcards.experiment}/robustness.json"
+
+
+def cross_corpus_of(experiment):
+    """The cross-corpus evaluations of an experiment, by name."""
+    return [n for n, e in CROSS_CORPUS.items() if e["experiment"] == experiment]
+
+
+def experiment_cross_corpus(wildcards):
+    return [
+        f"{RESULTS}/cross_corpus/{n}/metrics.json"
+        for n in cross_corpus_of(wildcards.experiment)
+    ]
+
+
+def degraded_databases(wildcards):
+    database = EXPERIMENTS[wildcards.experiment]["database"]
+    return [f"{RESULTS}/db/degraded/{database}/{c}.h5" for c in CONDITIONS]
+
+
+def degraded_inputs(wildcards):
+    """The clean database and its corpora's validated meta (the features are extracted again)."""
+    found = db_inputs(wildcards)
+    return {
+        "clean": f"{RESULTS}/db/{wildcards.database}.h5",
+        "meta": found["meta"],
+        "vocab": found["vocab"],
+        "rejected": found["rejected"],
+    }
+
+
+def cross_corpus_inputs(wildcards):
+    entry = CROSS_CORPUS[wildcards.cross]
+    return {
+        "db": f"{RESULTS}/db/{cross_corpus_database(config, wildcards.cross)}.h5",
+        "models": experiment_fold_paths(entry["experiment"], "model.keras"),
+        "trainings": experiment_fold_paths(entry["experiment"], "training.json"),
+    }
+
+
+def model_cards():
+    """The model card of every bundle."""
+    return (
+        expand(
+            f"{RESULTS}/experiments/{{experiment}}/final/model_card.md",
+            experiment=EXPERIMENTS,
+        )
+        + expand(f"{RESULTS}/fusions/{{fusion}}/final/model_card.md", fusion=FUSIONS)
+        + expand(
+            f"{RESULTS}/selections/{{selection}}/final/model_card.md",
+            selection=SELECTIONS,
+        )
+    )
+
+
+def result_databases():
+    """The database of every experiment, fusion and selection (paired comparisons)."""
+    found = {e: x["database"] for e, x in EXPERIMENTS.items()}
+    for entries, key in ((FUSIONS, "members"), (SELECTIONS, "candidates")):
+        for name, entry in entries.items():
+            found[name] = EXPERIMENTS[entry[key][0]]["database"]
+    return found

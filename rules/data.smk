@@ -29,6 +29,28 @@ if "demo_corpus" in config:
             "../scripts/synthesize_demo.py"
 
 
+if "unseen" in config.get("demo_corpus", {}):
+    UNSEEN = config["demo_corpus"]["unseen"]
+
+    rule synthesize_demo_unseen:
+        input:
+            code=code("synthesize_demo.py"),
+        output:
+            meta=f"{UNSEEN['dir']}/meta.tsv",
+        log:
+            f"{RESULTS}/logs/synthesize_demo_unseen.log",
+        localrule: True
+        conda:
+            "../envs/deepser.yaml"
+        params:
+            seed=UNSEEN["seed"],
+            n_speakers=UNSEEN["n_speakers"],
+            utterances_per_emotion=UNSEEN["utterances_per_emotion"],
+            room=UNSEEN["room"],
+        script:
+            "../scripts/synthesize_demo.py"
+
+
 checkpoint prepare_meta:
     input:
         meta=lambda w: CORPORA[w.corpus]["meta"],

@@ -37,6 +37,7 @@ rule evaluate_fold:
         predictions=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/predictions.csv",
         metrics=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/metrics.json",
         strict=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/strict_predictions.csv",
+        validation=f"{RESULTS}/experiments/{{experiment}}/fold-{{fold}}/validation_predictions.csv",
     log:
         f"{RESULTS}/logs/evaluate_fold/{{experiment}}/fold-{{fold}}.log",
     benchmark:
@@ -61,8 +62,13 @@ rule summarize:
         baseline=experiment_baseline,
         histories=fold_files("history.csv"),
         trainings=fold_files("training.json"),
+        validation=fold_files("validation_predictions.csv"),
+        metas=experiment_metas,
+        robustness=experiment_robustness,
+        cross_corpus=experiment_cross_corpus,
         code=code("summarize.py"),
     output:
+        predictions=f"{RESULTS}/experiments/{{experiment}}/predictions.csv",
         metrics=report(
             f"{RESULTS}/experiments/{{experiment}}/metrics.json",
             category="{experiment}",
@@ -92,6 +98,9 @@ rule summarize:
         runtime=30,
     params:
         experiment=lambda w: EXPERIMENTS[w.experiment],
+        evaluation=config["evaluation"],
+        corpora=lambda w: DATABASES[EXPERIMENTS[w.experiment]["database"]]["corpora"],
+        cross_corpus=lambda w: cross_corpus_of(w.experiment),
     script:
         "../scripts/summarize.py"
 
@@ -133,6 +142,14 @@ rule compare_experiments:
         + expand(
             f"{RESULTS}/selections/{{selection}}/metrics.json", selection=SELECTIONS
         ),
+        predictions=expand(
+            f"{RESULTS}/experiments/{{experiment}}/predictions.csv",
+            experiment=EXPERIMENTS,
+        )
+        + expand(f"{RESULTS}/fusions/{{fusion}}/predictions.csv", fusion=FUSIONS)
+        + expand(
+            f"{RESULTS}/selections/{{selection}}/predictions.csv", selection=SELECTIONS
+        ),
         code=code("compare_experiments.py"),
     output:
         html=report(
@@ -152,5 +169,7 @@ rule compare_experiments:
         "../envs/deepser.yaml"
     params:
         names=list(EXPERIMENTS) + list(FUSIONS) + list(SELECTIONS),
+        databases=result_databases(),
+        evaluation=config["evaluation"],
     script:
         "../scripts/compare_experiments.py"

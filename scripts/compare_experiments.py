@@ -5,6 +5,12 @@ from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm):
+    names = sm.params.names
     compare(
-        dict(zip(sm.params.names, sm.input.metrics, strict=True)), sm.output.html, sm.output.plot
+        dict(zip(names, sm.input.metrics, strict=True)),
+        sm.output.html,
+        sm.output.plot,
+        predictions=dict(zip(names, sm.input.predictions, strict=True)),
+        databases=sm.params.databases,
+        evaluation=sm.params.evaluation,
     )

@@ -15,5 +15,6 @@ with rule_log(sm) as log:
         sm.output.predictions,
         sm.output.metrics,
         sm.output.strict,
+        sm.output.validation,
     )
     log.info("%s", metrics)

@@ -16,4 +16,8 @@ with rule_log(sm):
         sm.input.rejected,
         Path(sm.output.metrics).parent,
         baseline=sm.input.baseline or None,
+        evaluation=sm.params.evaluation,
+        metas=dict(zip(sm.params.corpora, sm.input.metas, strict=True)),
+        robustness=sm.input.robustness or None,
+        cross_corpus=dict(zip(sm.params.cross_corpus, sm.input.cross_corpus, strict=True)),
     )

@@ -12,5 +12,6 @@ with rule_log(sm) as log:
         seed=sm.params.seed,
         n_speakers=sm.params.n_speakers,
         utterances_per_emotion=sm.params.utterances_per_emotion,
+        room=sm.params.get("room"),
     )
     log.info("demo corpus written: %s", meta)

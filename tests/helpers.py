@@ -296,6 +296,7 @@ def run_stages(
                 k,
                 fold / "predictions.csv",
                 fold / "metrics.json",
+                out_validation=fold / "validation_predictions.csv",
             )
         summarize(name, experiment, paths["db"], folds, None, exp)
         trainings = [f / "training.json" for f in folds]

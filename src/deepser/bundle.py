@@ -48,7 +48,12 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     legacy: dict[str, Any] | None = None
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     format_version: int = BUNDLE_FORMAT
+
+    def temperature(self, task: str) -> float:
+        """The task's calibration temperature (1.0: not calibrated)."""
+        return float(self.calibration.get(task, {}).get("temperature", 1.0))
 
     @property
     def sample_rate(self) -> int:
@@ -93,6 +98,8 @@ class Bundle:
         }
         if self.legacy is not None:
             out["legacy"] = self.legacy
+        if self.calibration:
+            out["calibration"] = self.calibration
         return out
 
     @classmethod
@@ -148,7 +155,21 @@ class Bundle:
             metrics=dict(data.get("metrics", {})),
             versions=dict(data.get("versions", {})),
             legacy=data.get("legacy"),
+            calibration=_calibration(data.get("calibration") or {}),
         )
+
+
+def _calibration(data: Any) -> dict[str, dict[str, Any]]:
+    """``calibration``: task -> {"temperature": a positive finite number, ...}."""
+    if not isinstance(data, Mapping):
+        raise ValueError("calibration is not an object of tasks")
+    out = {}
+    for task, entry in data.items():
+        t = entry.get("temperature") if isinstance(entry, Mapping) else None
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+            raise ValueError(f"calibration.{task}.temperature must be a positive number, not {t!r}")
+        out[str(task)] = dict(entry)
+    return out
 
 
 def make_bundle(
@@ -161,9 +182,10 @@ def make_bundle(
     data: Mapping[str, Any] | None = None,
     normalisation: str = "global",
     legacy: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Bundle:
     """A bundle for a model trained on a database with attributes ``db_attrs`` (feature spec,
-    per-corpus gains, window spec)."""
+    per-corpus gains, window spec); ``calibration``: task -> {"temperature", ...}."""
     gains = {name: dict(g) for name, g in db_attrs["gain"].items()}
     return Bundle(
         feature_spec=dict(db_attrs["feature_spec"]),
@@ -180,6 +202,7 @@ def make_bundle(
         metrics=dict(metrics or {}),
         versions=_versions(),
         legacy=None if legacy is None else dict(legacy),
+        calibration={t: dict(c) for t, c in (calibration or {}).items()},
     )
 
 

@@ -4,7 +4,8 @@
   installed as ``deepser-recognize``);
 - ``import-legacy``: a Keras-2 ``.h5`` model of the original toolkit -> a model bundle;
 - ``convert-db``: an original-format H5 database -> a deepser database to train on;
-- ``demo-corpus``: write the embedded synthetic demo corpus.
+- ``demo-corpus``: write the embedded synthetic demo corpus;
+- ``card``: print a model bundle's model card.
 
 The workflow itself runs with ``snakemake``. Exit status: 0 done, 1 error (one line on stderr),
 2 bad command line, 130 interrupted (Ctrl-C).
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from deepser import __version__
-from deepser.cli import demo, legacy, recognize
+from deepser.cli import card, demo, legacy, recognize
 from deepser.cli.common import join_negative_gain
 from deepser.errors import DeepserError, UsageError
 
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_arguments(dem)
     dem.set_defaults(handler=demo.run, command_parser=dem)
+    crd = sub.add_parser(
+        "card", help="print a model bundle's model card", description=card.DESCRIPTION
+    )
+    card.add_arguments(crd)
+    crd.set_defaults(handler=card.run, command_parser=crd)
     return parser
 
 

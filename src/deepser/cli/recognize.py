@@ -137,6 +137,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(the original's -p_mode 2 / 1) [proba]",
     )
     out.add_argument(
+        "--min-confidence",
+        type=_number(float, 0.0, 1.0),
+        default=0.0,
+        metavar="P",
+        help="label a segment 'uncertain' for a task when its top (calibrated) probability is "
+        "below P; the experiment report's abstention table gives, per P, the share of "
+        "utterances kept and their accuracy [0: always a class]",
+    )
+    out.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="write the model's raw probabilities instead of those after the bundle's "
+        "temperature scaling (fitted on validation speakers during training)",
+    )
+    out.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -388,6 +403,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         whole_file=args.whole_file,
         quiet=args.quiet,
         with_file=bool(args.meta) or len(args.wav or []) > 1,
+        min_confidence=args.min_confidence,
     )
     gain, warnings = make_gain(args.gain, bundle, args.practice)  # option values first
     files = []
@@ -422,6 +438,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for warning in warnings:
             status(f"warning: {warning}")
         engine = Engine.from_bundle(args.model, gain)
+        engine.calibrated = not args.no_calibration
         if enrol:
             for source in enrol:
                 try:

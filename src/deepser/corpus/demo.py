@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from deepser.corpus.degrade import degrade
 from deepser.files import atomic_path, write_text
 
 __all__ = ["EMOTIONS", "META_COLUMNS", "synthesize_corpus"]
@@ -405,9 +406,11 @@ def synthesize_corpus(
     n_speakers: int = 8,
     utterances_per_emotion: int = 10,
     sample_rate: int = 16000,
+    room: str | None = None,
 ) -> Path:
     """Write out_dir/wav/<speaker>/<speaker>_<emotion>_<nn>.wav (16-bit PCM mono) and
-    out_dir/meta.tsv; return the meta path.
+    out_dir/meta.tsv; return the meta path. ``room``: a room condition of
+    :mod:`deepser.corpus.degrade` (e.g. ``rt60-0.3s``) every utterance is recorded in.
 
     Speakers alternate female/male (``spk01`` female, ``spk02`` male, ...).  The output is
     byte-identical for identical arguments.
@@ -432,6 +435,8 @@ def synthesize_corpus(
             for u in range(utterances_per_emotion):
                 rng = np.random.default_rng([seed, 2, s, e, u])
                 wave, arousal = _utterance(spk, emotion, rng, sample_rate)
+                if room is not None:
+                    wave = degrade(wave, sample_rate, room, seed=int(rng.integers(2**31)))
                 pcm = _to_pcm16(wave)
                 name = f"{spk.name}_{emotion}_{u + 1:0{utt_w}d}.wav"
                 _write_wav(spk_dir / name, pcm, sample_rate)

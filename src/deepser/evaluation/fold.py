@@ -2,7 +2,9 @@
 ``metrics.json`` are written, and ``strict_predictions.csv``: the same model on inputs
 standardised with the training fold's statistics only. For a model trained with speaker-level
 normalisation that is its cold start on a new speaker (the test speaker's own statistics unused);
-for a globally normalised model it equals ``predictions.csv``."""
+for a globally normalised model it equals ``predictions.csv``. ``validation_predictions.csv``:
+the same model on the fold's validation speakers (training speakers held out from training), on
+which calibration is fitted without touching the test speakers."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def evaluate_fold(
     out_predictions: str | Path,
     out_metrics: str | Path,
     out_strict: str | Path | None = None,
+    out_validation: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict every test utterance of ``fold`` once; write predictions and metrics (and the
     strict predictions to ``out_strict``; their metrics go into ``metrics.json`` as
@@ -53,5 +56,23 @@ def evaluate_fold(
             )
             metrics["strict"] = fold_metrics(strict, trained.tasks)
         write_predictions(out_strict, strict)
+    if out_validation is not None:
+        write_predictions(
+            out_validation,
+            predictions_table(
+                model,
+                info,
+                validation_rows(info, trained.speakers["validation"], fold),
+                trained.tasks,
+                fold,
+                norm=norm,
+            ),
+        )
     write_json(out_metrics, metrics)
     return metrics
+
+
+def validation_rows(info, speakers: list[str], fold: int) -> np.ndarray:
+    """The original recordings of a fold's validation ``speakers`` (never of its test fold)."""
+    keep = np.isin(info.speaker, list(speakers)) & ~info.augmented & (info.fold != fold)
+    return np.flatnonzero(keep)

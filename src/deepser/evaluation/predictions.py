@@ -35,7 +35,10 @@ def predictions_table(
     batch_size: int = 64,
     norm: SpeakerNorm | None = None,
 ) -> pd.DataFrame:
-    """One row per utterance of ``rows`` (the format of this module's docstring)."""
+    """One row per utterance of ``rows`` (the format of this module's docstring); no rows: an
+    empty table with every column."""
+    if not len(rows):
+        return pd.DataFrame(columns=prediction_columns(tasks))
     arrays = read_rows(info.path, rows, info.label_columns([t["name"] for t in tasks]), norm)
     out = model.predict(as_inputs(arrays.feat, arrays.n_valid), batch_size=batch_size, verbose=0)
     if not isinstance(out, dict):
@@ -61,6 +64,17 @@ def predictions_table(
             table[f"{name}_true"] = y
             table[f"{name}_pred"] = np.asarray(out[name]).reshape(-1)
     return table
+
+
+def prediction_columns(tasks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of ``predictions.csv`` for ``tasks``, in order."""
+    columns = list(ID_COLUMNS)
+    for task in tasks:
+        name = task["name"]
+        columns += [f"{name}_true", f"{name}_pred"]
+        if is_categorical(task):
+            columns += [f"{name}_p_{c}" for c in task["classes"]]
+    return columns
 
 
 def write_predictions(path: str | Path, table: pd.DataFrame) -> None:

@@ -304,17 +304,25 @@ def _headline(summary: Mapping[str, Any]) -> str:
             )
             pooled = m.get("pooled", {})
             pooled_txt = f"pooled UA {_pct(pooled['ua'])} %" if "ua" in pooled else ""
+            ci = m.get("intervals", {}).get("ua")
+            if ci and pooled_txt:
+                pooled_txt += f" [{_pct(ci['low'])}, {_pct(ci['high'])}]"
             big = f"UA {_pct(ua['mean'])} ± {_pct(ua['std'])} %"
             cards.append(_card(task, big, [extra + " %" if extra else "", pooled_txt]))
         elif "ccc" in m:
             c = m["ccc"]
             pooled = m.get("pooled", {})
             pooled_txt = f"pooled CCC {pooled['ccc']:.3f}" if "ccc" in pooled else ""
+            ci = m.get("intervals", {}).get("ccc")
+            if ci and pooled_txt:
+                pooled_txt += f" [{ci['low']:.3f}, {ci['high']:.3f}]"
             cards.append(_card(task, f"CCC {c['mean']:.3f} ± {c['std']:.3f}", [pooled_txt]))
     n = summary.get("n_folds", "?")
     note = (
         f'<p class="note">Headline: mean ± sample standard deviation over {_e(n)} '
-        "speaker-independent folds. Pooled: computed once on all folds' predictions together.</p>"
+        "speaker-independent folds. Pooled: computed once on all folds' predictions together"
+        + _interval_note(summary)
+        + ".</p>"
     )
     if summary.get("normalisation") == "speaker":
         note += (
@@ -323,6 +331,13 @@ def _headline(summary: Mapping[str, Any]) -> str:
             "(no labels used), as a deployed recogniser adapting to its user would do.</p>"
         )
     return f'<div class="cards">{"".join(cards)}</div>{note}'
+
+
+def _interval_note(summary: Mapping[str, Any]) -> str:
+    for m in summary.get("tasks", {}).values():
+        for found in m.get("intervals", {}).values():
+            return f", with its {found['level']:.0%} speaker-bootstrap interval in brackets"
+    return ""
 
 
 def _per_fold_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -372,6 +387,11 @@ def _image(caption: str, path: str | Path) -> str:
         f'<figure><img src="data:{mime};base64,{data}" alt="{_e(caption)}">'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
+
+
+def image_html(caption: str, path: str | Path) -> str:
+    """An embedded figure (base64 ``data:`` URI) with its caption."""
+    return _image(caption, path)
 
 
 def _config_text(config: Mapping[str, Any]) -> str:
@@ -457,11 +477,15 @@ def _write_page(
 
 
 def write_comparison_report(
-    path: str | Path, rows: Sequence[Mapping[str, Any]], image: str | Path | None = None
+    path: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    image: str | Path | None = None,
+    sections: Sequence[tuple[str, str, str]] = (),
 ) -> Path:
     """A self-contained page comparing experiments (rows: experiment, task, metric, mean, std,
-    per fold ...), with the comparison plot."""
-    sections = [("table", "Experiments side by side", _table(_records(rows)))]
+    per fold ...), with the comparison plot and extra (id, heading, HTML) ``sections``."""
+    extra = list(sections)
+    sections = [("table", "Experiments side by side", _table(_records(rows))), *extra]
     if image is not None:
         sections.append(("figure", "Figure", _image("mean ± std over folds", image)))
     n = len({str(r["experiment"]) for r in rows})

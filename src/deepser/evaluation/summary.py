@@ -12,9 +12,11 @@ from typing import Any
 import pandas as pd
 
 from deepser.database.store import read_database_attrs
-from deepser.evaluation import report
+from deepser.evaluation import groups, intervals, report, trust
 from deepser.evaluation.combine import strict_html
-from deepser.evaluation.predictions import read_predictions
+from deepser.evaluation.cross_corpus import cross_corpus_rows
+from deepser.evaluation.predictions import read_predictions, write_predictions
+from deepser.evaluation.robustness import robustness_rows
 from deepser.files import read_json, read_tsv, write_json
 from deepser.metrics import summarize_experiment
 from deepser.tasks import is_categorical
@@ -31,8 +33,13 @@ def summarize(
     rejected: str | Path | None,
     out_dir: str | Path,
     baseline: str | Path | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+    metas: Mapping[str, str | Path] | None = None,
+    robustness: str | Path | None = None,
+    cross_corpus: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Pool the folds into ``metrics.json``, plots and the self-contained ``report.html``.
+    """Pool the folds into ``metrics.json``, ``predictions.csv`` (every fold's), plots and the
+    self-contained ``report.html``.
 
     ``metrics.json``: ``{"experiment", "n_folds", "normalisation", "tasks": {TASK: {"classes",
     "ua"|"wa"|"macro_f1": {"mean", "std", "per_fold"}, "pooled": {"ua", "wa", "macro_f1",
@@ -40,7 +47,14 @@ def summarize(
     speaker-normalised experiment also gets ``"strict": {"tasks": ...}`` (its folds'
     ``strict_predictions.csv``: the same models with training-fold statistics only), and with
     ``baseline`` (the database's classic baseline ``metrics.json``) ``"baseline"``: the
-    baseline's figures of the same tasks."""
+    baseline's figures of the same tasks.
+
+    Trust (``evaluation``: the config's settings): per task ``intervals`` (speaker bootstrap of
+    the pooled metrics); ``groups`` (UA per speaker and per value of the meta columns named,
+    read from ``metas``: corpus -> validated meta); ``calibration`` (temperatures fitted on each
+    fold's ``validation_predictions.csv``, ECE, reliability, coverage); ``robustness`` (the
+    experiment's ``robustness.json``) and ``cross_corpus`` (name -> ``metrics.json``)."""
+    settings = trust.settings_of(evaluation)
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -51,6 +65,9 @@ def summarize(
     fold_metrics = [read_json(d / "metrics.json") for d in fold_dirs]
     summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
     summary["normalisation"] = trainings[0].normalisation
+    summary["database"] = Path(db_path).stem
+    pooled = pd.concat(predictions, ignore_index=True)
+    write_predictions(out_dir / "predictions.csv", pooled)
     sections = []
     warnings = coverage_warnings(predictions, tasks)
     if warnings:
@@ -76,6 +93,29 @@ def summarize(
             "tasks": {t: m for t, m in base["tasks"].items() if t in summary["tasks"]},
         }
         sections.append(("baseline", "Classic baseline", baseline_html(summary)))
+    sections += trust_sections(
+        summary, pooled, predictions, fold_dirs, tasks, settings, metas, plots
+    )
+    if robustness is not None:
+        found = read_json(robustness)
+        summary["robustness"] = found
+        sections.append(("robustness", "Degraded audio", robustness_html(found)))
+    if cross_corpus:
+        summary["cross_corpus"] = {n: read_json(p) for n, p in cross_corpus.items()}
+        rows = [r for n, f in summary["cross_corpus"].items() for r in cross_corpus_rows(n, f)]
+        sections.append(
+            (
+                "cross-corpus",
+                "Other corpora",
+                report.html_table(
+                    rows,
+                    "Each fold model on every utterance of another corpus, its classes mapped "
+                    "onto this experiment's (utterances of unmapped classes dropped and "
+                    "counted); predictions over the classes the mapping reaches. Ensemble: the "
+                    "fold models' averaged probabilities, with its speaker-bootstrap interval.",
+                ),
+            )
+        )
     write_json(out_dir / "metrics.json", summary)
 
     images: dict[str, Path] = {}
@@ -148,6 +188,53 @@ def summarize(
     return summary
 
 
+def trust_sections(
+    summary: dict[str, Any],
+    pooled: pd.DataFrame,
+    predictions: Sequence[pd.DataFrame],
+    fold_dirs: Sequence[Path],
+    tasks: Sequence[Any],
+    settings: Mapping[str, Any],
+    metas: Mapping[str, str | Path] | None,
+    plots: Path,
+) -> list[tuple[str, str, str]]:
+    """Intervals, groups and calibration into ``summary``, with their report sections."""
+    sections = []
+    found = trust.task_intervals(pooled, tasks, settings)
+    for task, entry in found.items():
+        summary["tasks"][task]["intervals"] = entry
+    if found:
+        html_ = trust.intervals_html(summary, int(settings["bootstrap"]))
+        sections.append(("intervals", "Confidence intervals", html_))
+    table = pooled
+    if metas:
+        tables = {c: read_tsv(p) for c, p in metas.items()}
+        table = groups.merge_meta_columns(pooled, tables, settings["groups"])
+    found_groups = groups.group_report(table, tasks, settings["groups"])
+    summary["groups"] = found_groups
+    images = trust.group_plots(found_groups, tasks, plots)
+    sections.append(("groups", "Speakers and groups", trust.groups_html(found_groups, images)))
+    validations = [read_predictions(d / "validation_predictions.csv", tasks) for d in fold_dirs]
+    found_cal = trust.calibration_report(predictions, validations, tasks, settings)
+    if found_cal:
+        images = trust.calibration_plots(found_cal, plots)
+        summary["calibration"] = trust.without_arrays(found_cal)
+        sections.append(
+            ("calibration", "Calibration and abstention", trust.calibration_html(found_cal, images))
+        )
+    return sections
+
+
+def robustness_html(found: Mapping[str, Any]) -> str:
+    """The degraded-audio table."""
+    return report.html_table(
+        robustness_rows(found),
+        "Each fold model on its own test speakers' utterances after the transformation "
+        "(features extracted again, the same gain and windows); clean: the same utterances "
+        "unchanged; drop: clean minus degraded.",
+    )
+
+
 def coverage_warnings(predictions: Sequence[pd.DataFrame], tasks: Sequence[Any]) -> list[str]:
     """Classes a fold tests that its model never saw in training: each fold's test classes
     (``predictions``, one table per fold) that no other fold holds, naming the speakers."""
@@ -195,9 +282,19 @@ def baseline_html(summary: Mapping[str, Any]) -> str:
     )
 
 
-def compare(metrics: Mapping[str, str | Path], out_html: str | Path, out_png: str | Path) -> list:
+def compare(
+    metrics: Mapping[str, str | Path],
+    out_html: str | Path,
+    out_png: str | Path,
+    predictions: Mapping[str, str | Path] | None = None,
+    databases: Mapping[str, str] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+) -> list:
     """Side-by-side table and plot of several experiments' (fusions', selections')
-    cross-validated metrics, with their strict figures and their database's classic baseline."""
+    cross-validated metrics, with their strict figures and their database's classic baseline;
+    with ``predictions`` (name -> pooled ``predictions.csv``) and ``databases`` (name ->
+    database), the paired difference of every pair on the same database (speaker bootstrap
+    interval, speaker-level permutation p-value)."""
     rows = []
     for name, path in metrics.items():
         summary = read_json(path)
@@ -219,6 +316,77 @@ def compare(metrics: Mapping[str, str | Path], out_html: str | Path, out_png: st
                     "n_folds": summary["n_folds"],
                 }
             )
+    sections = []
+    if predictions and databases:
+        pairs = paired_differences(metrics, predictions, databases, trust.settings_of(evaluation))
+        sections.append(("paired", "Paired differences", paired_html(pairs)))
     report.plot_experiment_comparison(rows, out_png)
-    report.write_comparison_report(out_html, rows, out_png)
+    report.write_comparison_report(out_html, rows, out_png, sections=sections)
     return rows
+
+
+def paired_differences(
+    metrics: Mapping[str, str | Path],
+    predictions: Mapping[str, str | Path],
+    databases: Mapping[str, str],
+    settings: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Every pair of results on the same database: per shared task, the difference of the
+    pooled UA (CCC) on the utterances both predicted, its interval and p-value."""
+    tasks: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, path in metrics.items():
+        tasks[name] = {}
+        for task, entry in read_json(path)["tasks"].items():
+            if "classes" in entry:
+                tasks[name][task] = {"name": task, "classes": entry["classes"]}
+            else:
+                tasks[name][task] = {"name": task, "type": "continuous"}
+    tables = {n: read_predictions(p, list(tasks[n].values())) for n, p in predictions.items()}
+    names = [n for n in metrics if n in tables]
+    found = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if databases.get(a) != databases.get(b):
+                continue
+            for task, spec in tasks[a].items():
+                if tasks[b].get(task) != spec:
+                    continue
+                result = intervals.paired_task_difference(
+                    tables[a],
+                    tables[b],
+                    spec,
+                    n_boot=max(int(settings["bootstrap"]), 1),
+                    level=float(settings["level"]),
+                    seed=int(settings["seed"]),
+                )
+                if result is not None:
+                    found.append({"a": a, "b": b, "task": task, **result})
+    return found
+
+
+def paired_html(pairs: Sequence[Mapping[str, Any]]) -> str:
+    """The paired-differences table."""
+    rows = [
+        {
+            "A": p["a"],
+            "B": p["b"],
+            "task": p["task"],
+            "metric": p["metric"].upper(),
+            "A − B": f"{p['difference']:+.3f}",
+            f"{p.get('level', 0.95):.0%} interval": f"[{p['low']:+.3f}, {p['high']:+.3f}]",
+            "p-value": f"{p['p_value']:.3f}",
+            "utterances": p.get("n_utterances", ""),
+            "speakers": p["n_groups"],
+        }
+        for p in pairs
+    ]
+    return report.html_table(
+        rows,
+        "Pairs of results on the same database, scored on the utterances both predicted. "
+        "Interval: paired bootstrap of whole speakers (the same speakers drawn for A and B). "
+        "p-value: speaker-level paired permutation test (each speaker's predictions of A and B "
+        "swapped at random); a small p-value says the difference is unlikely to be chance "
+        "given these speakers."
+        if rows
+        else "No two results share a database.",
+    )

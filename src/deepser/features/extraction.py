@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,12 @@ def extract_shard(
     out: str | Path,
     on_bad_audio: str = "fail",
     augment: Mapping[str, Any] | None = None,
+    transform: Callable[[np.ndarray, int, str], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Compute ``spec`` features for every row into the shard file ``out``; with ``augment``
     (:func:`deepser.features.augment.waveform_config`), also its perturbed copies
-    ``<utt_id>#aug<k>``.
+    ``<utt_id>#aug<k>``; with ``transform(y, sample_rate, utt_id)``, of the transformed audio
+    (before the gain normalisation, as a recording made that way would be).
 
     Returns the rejected utterances (``on_bad_audio: skip``); with ``fail``, raises
     :class:`BadAudioError` naming every bad file once the whole shard has been checked.
@@ -79,6 +81,8 @@ def extract_shard(
         for utt_id, audio in _progress(rows, "features"):
             try:
                 y = load_audio(audio, spec["sample_rate"])
+                if transform is not None:
+                    y = transform(y, sr, utt_id)
                 feat = extract(apply_gain(y, gain), spec)
             except AudioError as exc:
                 bad.append(

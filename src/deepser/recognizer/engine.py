@@ -108,6 +108,7 @@ class Engine:
         self.tasks = list(bundle.tasks)
         self.sample_rate = bundle.sample_rate
         self.gain = gain or GainControl(bundle.gain)
+        self.calibrated = True  # apply the bundle's temperatures (False: raw probabilities)
         method = bundle.normalisation.get("method", "global")
         self.speaker_norm = RunningSpeakerNorm() if method == "speaker" else None
         outputs = model.output_names if hasattr(model, "output_names") else []
@@ -204,7 +205,19 @@ class Engine:
         """Features of the segment's audio and the model's outputs for it."""
         row, n_valid = self.features(segment.audio)
         out = self.predict(row[None], np.array([n_valid]))
-        return Prediction(segment, {t["name"]: out[t["name"]][0] for t in self.tasks})
+        return Prediction(
+            segment, {t["name"]: self.calibrate(t, out[t["name"]][0]) for t in self.tasks}
+        )
+
+    def calibrate(self, task: Mapping[str, Any], value: np.ndarray) -> np.ndarray:
+        """A categorical task's probabilities after the bundle's temperature scaling (fitted
+        on the folds' validation speakers); unchanged without one or when turned off."""
+        t = self.bundle.temperature(task["name"])
+        if not self.calibrated or t == 1.0 or task.get("type", "categorical") != "categorical":
+            return value
+        logits = np.log(np.clip(np.asarray(value, np.float64), 1e-7, None)) / t
+        p = np.exp(logits - logits.max())
+        return (p / p.sum()).astype(np.float32)
 
     def warm_up(self) -> None:
         """Trace the compiled predict function and check the feature dimensions once."""

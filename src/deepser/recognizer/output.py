@@ -3,7 +3,9 @@
 One row per recognised segment: ``start_s``, ``end_s``, ``speech_ratio``, then per task the
 predicted class name (column ``<task>``) and, with ``--output proba`` (the default), one
 probability column per class (``<task>_p_<class>``, the naming of the workflow's
-predictions.csv). Continuous tasks have one value column. A leading ``file`` column names the
+predictions.csv). Continuous tasks have one value column. With ``--min-confidence P`` a
+categorical task whose top probability is below P is labelled ``uncertain`` (its probabilities
+are still written). A leading ``file`` column names the
 input when several files share one output. CSV (with a header) or JSON lines with the same keys.
 Every row is flushed at once, so a live log is complete up to the last segment.
 """
@@ -22,6 +24,7 @@ from deepser.recognizer.engine import Prediction
 from deepser.tasks import is_categorical
 
 OUTPUT_MODES = ("proba", "label")
+UNCERTAIN = "uncertain"
 
 
 def columns(tasks: Sequence[Mapping[str, Any]], mode: str = "proba", with_file: bool = False):
@@ -40,8 +43,10 @@ def row(
     tasks: Sequence[Mapping[str, Any]],
     mode: str = "proba",
     file: str | None = None,
+    min_confidence: float = 0.0,
 ) -> dict[str, Any]:
-    """One timeline row (rounded: times to ms, probabilities to 6 decimals)."""
+    """One timeline row (rounded: times to ms, probabilities to 6 decimals); a categorical
+    task whose top probability is below ``min_confidence`` gets the label ``uncertain``."""
     seg = pred.segment
     out: dict[str, Any] = {} if file is None else {"file": file}
     out.update(
@@ -54,7 +59,9 @@ def row(
         if not is_categorical(task):
             out[name] = _num(value[0])
             continue
-        out[name] = task["classes"][int(np.argmax(value))]
+        best = int(np.argmax(value))
+        sure = min_confidence <= 0 or float(value[best]) >= min_confidence
+        out[name] = task["classes"][best] if sure else UNCERTAIN
         if mode == "proba":
             for cls, p in zip(task["classes"], value, strict=True):
                 out[f"{name}_p_{cls}"] = _num(p)

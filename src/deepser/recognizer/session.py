@@ -39,6 +39,7 @@ class SessionOptions:
     whole_file: bool = False  # each file is one segment
     quiet: bool = False
     with_file: bool = False  # a leading "file" column (several inputs share one output)
+    min_confidence: float = 0.0  # below it a categorical task's label is "uncertain"
 
 
 class GainStatus:
@@ -138,8 +139,10 @@ def recognise_files(
     def write(pred: Prediction, name: str, per_file: Outputs) -> None:
         nonlocal n_segments
         gain_status.update()
-        outputs.write(row(pred, tasks, options.output, name if with_file else None))
-        per_file.write(row(pred, tasks, options.output))
+        outputs.write(
+            row(pred, tasks, options.output, name if with_file else None, options.min_confidence)
+        )
+        per_file.write(row(pred, tasks, options.output, None, options.min_confidence))
         n_segments += 1
 
     try:
@@ -202,7 +205,9 @@ def recognise_live(
                     preds = recognizer.feed(chunk)
                 for pred in preds:
                     gain_status.update()
-                    outputs.write(row(pred, engine.tasks, options.output))
+                    outputs.write(
+                        row(pred, engine.tasks, options.output, None, options.min_confidence)
+                    )
                     n_segments += 1
                 lost = source.overflows + source.dropped
                 if lost > reported and time.monotonic() - reported_at > 1.0:
@@ -215,7 +220,7 @@ def recognise_live(
             interrupted = True
         source.close()
         for pred in recognizer.flush():
-            outputs.write(row(pred, engine.tasks, options.output))
+            outputs.write(row(pred, engine.tasks, options.output, None, options.min_confidence))
             n_segments += 1
     finally:
         source.close()

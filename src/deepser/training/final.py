@@ -23,6 +23,23 @@ def final_epochs(config: Mapping[str, Any], trainings: Sequence[TrainingRecord])
     return max(1, int(round(statistics.median(t.best_epoch for t in trainings))))
 
 
+def bundle_calibration(
+    metrics: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each task's temperature from the summary (fitted on the folds' validation speakers)."""
+    out = {}
+    for task in tasks:
+        found = (metrics.get("calibration") or {}).get(task["name"])
+        if found:
+            out[task["name"]] = {
+                "temperature": found["temperature"],
+                "fitted_on": found["fitted_on"],
+                "ece": found["ece"],
+                "ece_calibrated": found["ece_calibrated"],
+            }
+    return out
+
+
 def train_final(
     experiment: str,
     config: Mapping[str, Any],
@@ -62,11 +79,13 @@ def train_final(
         "auxiliary_tasks": record.auxiliary,
         "initialised_from": record.initialised_from,
     }
+    metrics = read_json(metrics_path)
     bundle = make_bundle(
         info.attrs,
         tasks,
         experiment,
-        metrics=read_json(metrics_path),
+        metrics=metrics,
+        calibration=bundle_calibration(metrics, tasks),
         training=training,
         data=data,
         normalisation=record.normalisation,

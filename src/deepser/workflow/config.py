@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from deepser.corpus.degrade import condition_problems
 from deepser.corpus.gain import gain_problems
 from deepser.database.folds import DEFAULT_FOLD_BY
 from deepser.features.augment import waveform_config
@@ -169,6 +170,94 @@ def _combination_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def cross_corpus_database(config: Mapping[str, Any], name: str) -> str:
+    """The implied database of cross-corpus evaluation ``name``: the other corpus with the
+    experiment's database's feature set and windows, no folds (shared by entries that pair the
+    same database and corpus)."""
+    entry = config["cross_corpus"][name]
+    source = config["experiments"][entry["experiment"]]["database"]
+    return f"{source}-on-{entry['corpus']}"
+
+
+def with_cross_corpus_databases(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's databases plus the implied databases of its cross-corpus evaluations."""
+    databases = dict(config["databases"])
+    for name, entry in (config.get("cross_corpus") or {}).items():
+        implied = cross_corpus_database(config, name)
+        source = databases[config["experiments"][entry["experiment"]]["database"]]
+        tasks = list(databases.get(implied, {}).get("tasks", []))
+        tasks += [t for t in entry["labels"] if t not in tasks]
+        databases[implied] = {
+            "corpora": [entry["corpus"]],
+            "feature_set": source["feature_set"],
+            "c_len": source["c_len"],
+            "max_steps": source["max_steps"],
+            "layout": source.get("layout", "2d"),
+            "tasks": tasks,
+            "fold_by": None,
+            "n_folds": None,
+            "baseline": False,
+        }
+    return databases
+
+
+def robustness_experiments(config: Mapping[str, Any]) -> list[str]:
+    """The experiments that get a robustness table (none without conditions)."""
+    robustness = config.get("robustness") or {}
+    if not robustness.get("conditions"):
+        return []
+    chosen = robustness.get("experiments")
+    experiments = config.get("experiments") or {}
+    return [e for e in experiments if chosen is None or e in chosen]
+
+
+def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
+    """Robustness conditions and experiments; cross-corpus experiments, corpora and tasks."""
+    problems = []
+    robustness = config.get("robustness") or {}
+    problems += [
+        p if p.startswith("robustness") else f"robustness.conditions: {p}"
+        for p in condition_problems(robustness.get("conditions") or [])
+    ]
+    experiments = config.get("experiments") or {}
+    unknown = [e for e in robustness.get("experiments") or [] if e not in experiments]
+    if unknown:
+        problems.append(f"robustness.experiments: unknown experiment(s) {', '.join(unknown)}")
+    databases, corpora = config["databases"], config["corpora"]
+    taken = set(databases)
+    for name, entry in (config.get("cross_corpus") or {}).items():
+        where = f"cross_corpus.{name}"
+        exp = experiments.get(entry["experiment"])
+        if exp is None:
+            problems.append(
+                f"{where}.experiment: unknown experiment {entry['experiment']!r} "
+                f"(known: {', '.join(experiments) or 'none'})"
+            )
+            continue
+        if entry["corpus"] not in corpora:
+            problems.append(
+                f"{where}.corpus: unknown corpus {entry['corpus']!r} (known: {', '.join(corpora)})"
+            )
+            continue
+        source = databases[exp["database"]]
+        if entry["corpus"] in source["corpora"]:
+            problems.append(
+                f"{where}.corpus: {entry['corpus']!r} is a corpus the experiment trains on; "
+                "cross-corpus evaluation needs another one"
+            )
+        if not source.get("fold_by", DEFAULT_FOLD_BY):
+            problems.append(f"{where}: the experiment's database has no folds (no fold models)")
+        for task in entry["labels"]:
+            if task not in corpora[entry["corpus"]]["columns"]:
+                problems.append(
+                    f"{where}.labels.{task}: corpus {entry['corpus']!r} has no column {task!r}"
+                )
+        implied = cross_corpus_database(config, name)
+        if implied in taken:
+            problems.append(f"{where}: its implied database name {implied!r} is already used")
+    return problems
+
+
 def needs_corpus_gain(config: Mapping[str, Any], name: str) -> bool:
     """Whether feature set ``name`` normalises with min/max statistics of the corpus."""
     gain = gain_config(config, name)
@@ -295,4 +384,6 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
             )
     if problems:
         return problems
-    return _experiment_problems(config) + _combination_problems(config)
+    return (
+        _experiment_problems(config) + _combination_problems(config) + _evaluation_problems(config)
+    )

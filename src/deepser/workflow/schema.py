@@ -7,6 +7,7 @@ filled in, as Snakemake's ``validate`` does.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
@@ -27,7 +28,7 @@ def _with_defaults(cls: type) -> type:
         if isinstance(instance, MutableMapping):
             for name, sub in properties.items():
                 if isinstance(sub, dict) and "default" in sub:
-                    instance.setdefault(name, sub["default"])
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
     return validators.extend(cls, {"properties": set_defaults})
