@@ -23,7 +23,8 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores all
 	@echo
 	@echo "Done. Report: $(abspath results/experiments/demo/report.html)"
-	@echo "      Model bundle: results/experiments/demo/final/  Databases: results/db/  Logs: results/logs/"
+	@echo "      Model bundle: results/experiments/demo/final/ (model card: $(BIN)/deepser card results/experiments/demo/final)"
+	@echo "      Databases: results/db/  Logs: results/logs/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=15

@@ -80,6 +80,7 @@ rule fuse:
         "../envs/deepser.yaml"
     params:
         fusion=lambda w: FUSIONS[w.fusion],
+        evaluation=config["evaluation"],
     script:
         "../scripts/fuse.py"
 
@@ -139,6 +140,7 @@ rule select:
         "../envs/deepser.yaml"
     params:
         selection=lambda w: SELECTIONS[w.selection],
+        evaluation=config["evaluation"],
     script:
         "../scripts/select_model.py"
 

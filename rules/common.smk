@@ -375,10 +375,6 @@ def all_experiments():
 
 
 CROSS_CORPUS = config.get("cross_corpus") or {}
-# an experiment's, fusion's or selection's folder (the model card's wildcard)
-RESULT_FOLDERS = (
-    re.escape(RESULTS) + r"[\\/](experiments|fusions|selections)[\\/][^\\/]+"
-)
 ROBUSTNESS = config["robustness"]
 CONDITIONS = list(ROBUSTNESS.get("conditions") or [])
 ROBUST_EXPERIMENTS = robustness_experiments(config)

@@ -110,11 +110,10 @@ rule train_final:
         unpack(init_model),
         db=experiment_db,
         trainings=fold_files("training.json"),
-        metrics=rules.summarize.output.metrics,
         code=code("train_final.py"),
     output:
         model=f"{RESULTS}/experiments/{{experiment}}/final/model.keras",
-        bundle=f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+        base=f"{RESULTS}/experiments/{{experiment}}/final_bundle_base.json",
     log:
         f"{RESULTS}/logs/train_final/{{experiment}}.log",
     benchmark:
@@ -130,6 +129,23 @@ rule train_final:
         experiment=lambda w: EXPERIMENTS[w.experiment],
     script:
         "../scripts/train_final.py"
+
+
+rule bundle:
+    input:
+        base=rules.train_final.output.base,
+        model=rules.train_final.output.model,
+        metrics=rules.summarize.output.metrics,
+        code=code("write_bundle.py"),
+    output:
+        bundle=f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+    log:
+        f"{RESULTS}/logs/bundle/{{experiment}}.log",
+    localrule: True  # the final model's bundle.json with the cross-validated figures
+    conda:
+        "../envs/deepser.yaml"
+    script:
+        "../scripts/write_bundle.py"
 
 
 rule compare_experiments:

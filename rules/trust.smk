@@ -78,17 +78,37 @@ rule cross_corpus:
 
 rule model_card:
     input:
-        bundle="{result}/final/bundle.json",
-        metrics="{result}/metrics.json",
+        bundle=f"{RESULTS}/experiments/{{experiment}}/final/bundle.json",
+        metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
         code=code("model_card.py"),
     output:
-        "{result}/final/model_card.md",
+        f"{RESULTS}/experiments/{{experiment}}/final/model_card.md",
     log:
-        f"{RESULTS}/logs/model_card/{{result}}.log",
-    wildcard_constraints:
-        result=RESULT_FOLDERS,
+        f"{RESULTS}/logs/model_card/{{experiment}}.log",
     localrule: True  # a page of Markdown
     conda:
         "../envs/deepser.yaml"
+    params:
+        name=lambda w: w.experiment,
+    script:
+        "../scripts/model_card.py"
+
+
+rule combination_card:
+    wildcard_constraints:
+        kind="fusions|selections",
+    input:
+        bundle=f"{RESULTS}/{{kind}}/{{name}}/final/bundle.json",
+        metrics=f"{RESULTS}/{{kind}}/{{name}}/metrics.json",
+        code=code("model_card.py"),
+    output:
+        f"{RESULTS}/{{kind}}/{{name}}/final/model_card.md",
+    log:
+        f"{RESULTS}/logs/model_card/{{kind}}/{{name}}.log",
+    localrule: True
+    conda:
+        "../envs/deepser.yaml"
+    params:
+        name=lambda w: w.name,
     script:
         "../scripts/model_card.py"

@@ -17,4 +17,5 @@ with rule_log(sm):
         by_member(members, sm.input.strict),
         by_member(members, sm.input.inner) if len(sm.input.inner) else None,
         Path(sm.output.metrics).parent,
+        evaluation=sm.params.evaluation,
     )

@@ -17,4 +17,5 @@ with rule_log(sm):
         by_member(candidates, sm.input.strict),
         by_member(candidates, sm.input.inner),
         Path(sm.output.metrics).parent,
+        evaluation=sm.params.evaluation,
     )

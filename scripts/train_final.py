@@ -1,4 +1,4 @@
-"""Snakemake entry point: the final model on all speakers, saved as the model bundle."""
+"""Snakemake entry point: the final model on all speakers (its bundle.json: rule bundle)."""
 
 from pathlib import Path
 
@@ -12,8 +12,8 @@ with rule_log(sm):
         sm.params.experiment,
         sm.input.db,
         sm.input.trainings,
-        sm.input.metrics,
-        Path(sm.output.bundle).parent,
+        Path(sm.output.model).parent,
+        sm.output.base,
         threads=sm.threads,
         init_model=sm.input.get("init"),
     )

@@ -252,6 +252,7 @@ def run_stages(
     summary, final bundle), for tests whose subject is the library rather than Snakemake.
     ``corpora``: name -> a ``corpora:`` config entry (one shard each); ``experiments`` run in
     order (``init_from`` names an earlier one). Returns the database and experiment folders."""
+    from deepser.bundle import finish_bundle
     from deepser.corpus.gain import resolve_gain
     from deepser.corpus.meta import CorpusSpec, read_meta
     from deepser.database.build import CorpusInput, build_database
@@ -302,8 +303,15 @@ def run_stages(
         trainings = [f / "training.json" for f in folds]
         metrics = exp / "metrics.json"
         train_final(
-            name, experiment, paths["db"], trainings, metrics, exp / "final", init_model=init
+            name,
+            experiment,
+            paths["db"],
+            trainings,
+            exp / "final",
+            exp / "final_bundle_base.json",
+            init_model=init,
         )
+        finish_bundle(exp / "final_bundle_base.json", metrics, exp / "final")
         paths[name] = exp
     return paths
 

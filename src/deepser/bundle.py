@@ -12,7 +12,7 @@ nothing else. :class:`Bundle` is that record; this module alone reads and writes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,35 @@ def make_bundle(
         legacy=None if legacy is None else dict(legacy),
         calibration={t: dict(c) for t, c in (calibration or {}).items()},
     )
+
+
+def bundle_calibration(
+    metrics: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each task's temperature from the summary (fitted on the folds' validation speakers)."""
+    out = {}
+    for task in tasks:
+        found = (metrics.get("calibration") or {}).get(task["name"])
+        if found:
+            out[task["name"]] = {
+                "temperature": found["temperature"],
+                "fitted_on": found["fitted_on"],
+                "ece": found["ece"],
+                "ece_calibrated": found["ece_calibrated"],
+            }
+    return out
+
+
+def finish_bundle(base_json: str | Path, metrics_path: str | Path, out_dir: str | Path) -> Bundle:
+    """``bundle.json`` in ``out_dir``: the final model's bundle (``base_json``) with the
+    experiment's cross-validated metrics and each task's calibration temperature."""
+    metrics = read_json(metrics_path)
+    base = Bundle.from_json(read_json(base_json), base_json)
+    bundle = replace(
+        base, metrics=dict(metrics), calibration=bundle_calibration(metrics, base.tasks)
+    )
+    write_bundle_json(out_dir, bundle)
+    return bundle
 
 
 def _versions() -> dict[str, str]:

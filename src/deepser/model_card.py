@@ -37,14 +37,23 @@ def _kind(bundle: Mapping[str, Any]) -> str:
     return "single model"
 
 
-def model_card(bundle: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
+def model_card(
+    bundle: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> str:
     """The card's Markdown for a bundle's ``bundle.json`` content and its result's
-    ``metrics.json`` (default: the metrics the bundle carries)."""
+    ``metrics.json`` (default: the metrics the bundle carries); ``name``: the result's name
+    (an experiment, fusion or selection; default the bundle's experiment)."""
     metrics = dict(metrics if metrics is not None else bundle.get("metrics") or {})
-    name = bundle.get("experiment") or bundle.get("name") or metrics.get("experiment") or "model"
+    experiment = bundle.get("experiment") or bundle.get("name")
+    name = name or experiment or metrics.get("experiment") or "model"
     tasks = bundle.get("tasks") or []
     lines = [f"# Model card: {name}", ""]
-    lines += [f"A speech emotion recogniser trained with deepser: {_kind(bundle)}.", ""]
+    kind = _kind(bundle)
+    if metrics.get("kind") == "selection" and experiment and experiment != name:
+        kind += f", the candidate {experiment} chosen by nested cross-validation"
+    lines += [f"A speech emotion recogniser trained with deepser: {kind}.", ""]
     lines += ["## What it predicts", ""]
     for t in tasks:
         if t.get("type", "categorical") == "continuous":
@@ -92,13 +101,20 @@ def _evaluation(metrics: Mapping[str, Any]) -> list[str]:
     if not metrics.get("tasks"):
         return []
     n = metrics.get("n_folds", "?")
-    lines = [
-        "## Evaluation",
-        "",
-        f"Speaker-independent cross-validation over {n} folds: no speaker is in both the "
-        "training and the test data of a fold; early stopping used training speakers only.",
-        "",
-    ]
+    fold_by = metrics.get("fold_by", "speaker")
+    if fold_by == "speaker":
+        how = (
+            f"Speaker-independent cross-validation over {n} folds: no speaker is in both the "
+            "training and the test data of a fold; validation (early stopping, calibration) "
+            "used training speakers only."
+        )
+    else:
+        how = (
+            f"Cross-validation over {n} folds by {fold_by}: no {fold_by} is in both the "
+            "training and the test data of a fold, but a speaker may be (the figures are not "
+            "speaker-independent)."
+        )
+    lines = ["## Evaluation", "", how, ""]
     rows = []
     for task, m in metrics["tasks"].items():
         for key in ("ua", "wa", "macro_f1", "ccc"):
@@ -165,7 +181,27 @@ def _groups(metrics: Mapping[str, Any]) -> list[str]:
 def _calibration(bundle: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
     found = metrics.get("calibration") or {}
     if not found:
-        return []
+        stored = bundle.get("calibration") or {}
+        if bundle.get("kind") == "fusion":
+            return [
+                "## Calibration",
+                "",
+                "The fused probabilities are not calibrated (no temperature is fitted on the "
+                "combiner's output); --min-confidence applies to them as they are.",
+                "",
+            ]
+        if not stored:
+            return []
+        rows = [
+            [task, _f(e["temperature"], 2), e.get("fitted_on", "–")] for task, e in stored.items()
+        ]
+        return [
+            "## Calibration",
+            "",
+            "The recogniser applies these temperatures (carried over from the chosen model).",
+            "",
+            *_table(["task", "temperature", "fitted on"], rows),
+        ]
     rows = []
     for task, e in found.items():
         kept = {round(r["min_confidence"], 2): r for r in e.get("coverage", [])}
@@ -181,15 +217,29 @@ def _calibration(bundle: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[
                 else "–",
             ]
         )
-    stored = "stored in bundle.json" if bundle.get("calibration") else "not stored in this bundle"
+    sources = {e["fitted_on"] for e in found.values()}
+    fitted = (
+        next(iter(sources))
+        if len(sources) == 1
+        else "; ".join(f"{task}: {e['fitted_on']}" for task, e in found.items())
+    )
+    stored = (
+        "The bundle stores the temperature fitted on every fold's validation predictions "
+        "together, carried over to the final model, and the recogniser applies it."
+        if bundle.get("calibration")
+        else "This bundle stores no temperature."
+    )
     return [
         "## Calibration",
         "",
-        "Temperature scaling fitted on the folds' validation speakers (never test speakers), "
-        f"{stored}; the recogniser applies it.",
+        f"Temperature scaling fitted on {fitted}. ECE and abstention are cross-validated: "
+        "each fold's test predictions after that fold's own temperature. The validation "
+        "speakers also chose the early-stopping epoch, so the fit is slightly optimistic. "
+        + stored,
         "",
         *_table(
-            ["task", "temperature", "ECE", "ECE calibrated", "with --min-confidence 0.7"], rows
+            ["task", "bundle temperature", "ECE", "ECE calibrated", "with --min-confidence 0.7"],
+            rows,
         ),
     ]
 
@@ -272,11 +322,14 @@ def _use(
 
 
 def write_model_card(
-    bundle_json: str | Path, metrics_json: str | Path | None, out: str | Path
+    bundle_json: str | Path,
+    metrics_json: str | Path | None,
+    out: str | Path,
+    name: str | None = None,
 ) -> Path:
     """Write the card of a bundle (its ``bundle.json``) with its result's ``metrics.json``."""
     metrics = read_json(metrics_json) if metrics_json else None
-    text = model_card(read_json(bundle_json), metrics)
+    text = model_card(read_json(bundle_json), metrics, name)
     out = Path(out)
     write_text(out, text)
     return out

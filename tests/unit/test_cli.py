@@ -25,7 +25,7 @@ def test_help_lists_every_subcommand(capsys) -> None:
         deepser(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for command in ("recognize", "import-legacy", "convert-db", "demo-corpus"):
+    for command in ("recognize", "import-legacy", "convert-db", "demo-corpus", "card"):
         assert command in text
 
 

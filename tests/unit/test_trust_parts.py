@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,7 @@ def metrics_with_everything() -> dict:
                 "ece": 0.12,
                 "ece_calibrated": 0.04,
                 "fitted_on": "validation speakers",
-                "coverage": [
-                    {"min_confidence": 0.7, "coverage": 0.5, "accuracy": 0.8, "ua": 0.8}
-                ],
+                "coverage": [{"min_confidence": 0.7, "coverage": 0.5, "accuracy": 0.8, "ua": 0.8}],
             }
         },
         "robustness": {
@@ -220,6 +219,13 @@ def test_the_shipped_config_checks_and_implies_the_cross_corpus_database() -> No
             lambda c: c["cross_corpus"]["demo_on_unseen"]["labels"].update(valence={"x": "y"}),
             "corpus 'demo_unseen' has no column 'valence'",
         ),
+        (
+            lambda c: (
+                c["corpora"]["demo_unseen"]["columns"].update(valence="valence"),
+                c["cross_corpus"]["demo_on_unseen"]["labels"].update(valence={"x": "y"}),
+            ),
+            "labels.valence: not a task of the experiment's final model (emotion)",
+        ),
     ],
 )
 def test_bad_robustness_and_cross_corpus_entries_are_config_errors(change, message) -> None:
@@ -239,3 +245,33 @@ def test_the_label_mapping_names_unknown_classes_on_either_side() -> None:
         "labels.emotion: q not among the experiment's classes (a, b, c)",
         "labels.score: not a categorical task of the experiment (emotion)",
     ]
+
+
+def test_comparison_pairs_results_on_the_same_database_only(tmp_path: Path) -> None:
+    from deepser.evaluation.summary import compare
+
+    good = predictions(800, 16, 1.0, seed=4)
+    bad = good.copy()
+    flip = np.arange(len(bad)) % 2 == 0  # half the rows predicted wrongly
+    bad.loc[flip, "emotion_pred"] = [
+        TASK["classes"][(TASK["classes"].index(c) + 1) % 3] for c in bad.loc[flip, "emotion_true"]
+    ]
+    metrics, paths = {}, {}
+    for name, table in (("good", good), ("bad", bad), ("elsewhere", good)):
+        paths[name] = tmp_path / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
+        entry = {"classes": TASK["classes"], "ua": {"mean": 0.5, "std": 0.1}, "pooled": {"ua": 0.5}}
+        metrics[name] = tmp_path / f"{name}.json"
+        metrics[name].write_text(json.dumps({"tasks": {"emotion": entry}, "n_folds": 2}))
+    databases = {"good": "db", "bad": "db", "elsewhere": "other"}
+    page = tmp_path / "comparison.html"
+    compare(metrics, page, tmp_path / "c.png", paths, databases, {"bootstrap": 200})
+    text = page.read_text()
+    paired = text.split('<section id="paired">')[1].split("</section>")[0]
+    assert paired.count("<tr>") == 2  # the header and the one pair on database db
+    assert "<td>good</td><td>bad</td>" in paired and "elsewhere" not in paired
+    cells = re.findall(r"<td>([^<]*)</td>", paired.split("<td>good</td>")[1])
+    difference, p_value = float(cells[3]), float(cells[5])  # bad: half the predictions wrong
+    assert difference > 0.15 and p_value < 0.05
+    compare(metrics, page, tmp_path / "c.png", paths, databases, {"bootstrap": 0})
+    assert '<section id="paired">' not in page.read_text()  # bootstrap 0: no paired tests

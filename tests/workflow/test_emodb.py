@@ -81,3 +81,64 @@ def test_both_meta_formats_give_the_same_database(tmp_path: Path) -> None:
             "15",
             "16",
         ]
+
+
+def test_a_demo_model_on_emodb_drops_and_counts_the_classes_the_demo_lacks(
+    tmp_path: Path,
+) -> None:
+    emodb = require_emodb()
+    config = {
+        "demo_corpus": {
+            "dir": "data/demo",
+            "seed": 3,
+            "n_speakers": 4,
+            "utterances_per_emotion": 3,
+        },
+        "corpora": {
+            "demo": {"meta": "data/demo/meta.tsv", "n_shards": 1},
+            "emodb": {"meta": str(emodb / "meta.tsv"), "n_shards": 2},
+        },
+        "feature_sets": {"logmel": {"type": "logmel", "sample_rate": 16000, "n_mels": 24}},
+        "databases": {
+            "db": {
+                "corpora": ["demo"],
+                "feature_set": "logmel",
+                "c_len": 10,
+                "max_steps": 150,
+                "tasks": ["emotion"],
+                "n_folds": 2,
+                "baseline": False,
+            }
+        },
+        "experiments": {
+            "demo": {
+                "database": "db",
+                "model": {"conv_filters": [4], "rnn_units": 8, "dense_units": 8},
+                "training": {"epochs": 2, "validation_fraction": 0.34},
+            }
+        },
+        "evaluation": {"bootstrap": 200},
+        "cross_corpus": {  # the four classes both corpora have
+            "demo_on_emodb": {
+                "experiment": "demo",
+                "corpus": "emodb",
+                "labels": {e: e for e in ["angry", "happy", "neutral", "sad"]},
+            }
+        },
+    }
+    for corpus in config["corpora"].values():
+        corpus["columns"] = {"emotion": "emotion", "speaker": "speaker", "gender": "gender"}
+    config["cross_corpus"]["demo_on_emodb"]["labels"] = {
+        "emotion": config["cross_corpus"]["demo_on_emodb"]["labels"]
+    }
+    run_workflow(tmp_path, config)
+    found = json.loads((tmp_path / "results/cross_corpus/demo_on_emodb/metrics.json").read_text())
+    emotion = found["tasks"]["emotion"]
+    assert emotion["dropped"] == {"bored": 81, "disgust": 46, "fearful": 69}
+    assert (emotion["n"], emotion["n_dropped"], emotion["n_total"]) == (339, 196, 535)
+    assert found["speakers"] == 10 and emotion["intervals"]["ua"]["n_groups"] == 10
+    assert len(emotion["ua"]["per_model"]) == 2
+    with h5py.File(tmp_path / "results/db/db-on-emodb.h5") as db:
+        assert db["feat"].shape == (535, 15, 1, 10, 24)  # the experiment's windows and features
+    report = (tmp_path / "results/experiments/demo/report.html").read_text()
+    assert '<section id="cross-corpus">' in report and "bored 81" in report

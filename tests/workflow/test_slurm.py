@@ -46,6 +46,9 @@ LOCAL_RULES = {
     "fuse_final",
     "select",
     "select_final",
+    "model_card",
+    "combination_card",
+    "bundle",
 }
 
 

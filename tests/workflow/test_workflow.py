@@ -338,7 +338,14 @@ def test_corpus_minmax_gain_is_merged_from_shards_and_applied(minmax: Path) -> N
 OTHER = copy.deepcopy(EXPERIMENT)
 OTHER["model"]["rnn_units"] = 4
 OTHER["training"]["epochs"] = 1
-EXPERIMENT_JOBS = {"train_fold": 2, "evaluate_fold": 2, "summarize": 1, "train_final": 1}
+EXPERIMENT_JOBS = {
+    "train_fold": 2,
+    "evaluate_fold": 2,
+    "summarize": 1,
+    "train_final": 1,
+    "bundle": 1,
+    "model_card": 1,
+}
 
 
 def with_experiments(**changes) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deepser.cli.common import error_exit, join_negative_gain
 from deepser.errors import DeepserError, RecognizerError, UsageError
+from deepser.tasks import is_categorical
 
 PROG = "deepser-recognize"
 
@@ -141,9 +142,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=_number(float, 0.0, 1.0),
         default=0.0,
         metavar="P",
-        help="label a segment 'uncertain' for a task when its top (calibrated) probability is "
-        "below P; the experiment report's abstention table gives, per P, the share of "
-        "utterances kept and their accuracy [0: always a class]",
+        help="label a segment 'uncertain' for a task when its top probability (calibrated when "
+        "the bundle has a temperature; fused bundles have none) is below P; the experiment "
+        "report's abstention table gives, per P, the share of utterances kept and their "
+        "accuracy [0: always a class]",
     )
     out.add_argument(
         "--no-calibration",
@@ -439,6 +441,18 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             status(f"warning: {warning}")
         engine = Engine.from_bundle(args.model, gain)
         engine.calibrated = not args.no_calibration
+        if args.min_confidence > 0:
+            raw = [
+                t["name"]
+                for t in engine.tasks
+                if is_categorical(t) and t["name"] not in engine.calibrated_tasks
+            ]
+            if raw:
+                status(
+                    f"note: --min-confidence applies to uncalibrated probabilities of "
+                    f"{', '.join(raw)} (the bundle has no temperature for them, or "
+                    "--no-calibration)"
+                )
         if enrol:
             for source in enrol:
                 try:

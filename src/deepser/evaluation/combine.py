@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepser.evaluation import report
+from deepser.evaluation import groups, report, trust
 from deepser.evaluation.predictions import read_predictions
 from deepser.files import write_json
 from deepser.metrics import fold_metrics, summarize_experiment
@@ -129,12 +129,27 @@ def write_summary(
     sections: Sequence[tuple[str, str, str]],
     config: Mapping[str, Any],
     table: pd.DataFrame | None = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``metrics.json``, the confusion plots and ``report.html`` of a derived result
-    (``table``: its predictions, for the speakers of each fold)."""
+    (``table``: its predictions, for the speakers of each fold, which also give the
+    speaker-bootstrap intervals and the per-speaker table; ``evaluation``: their settings)."""
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
+    sections = list(sections)
+    if table is not None:
+        settings = trust.settings_of(evaluation)
+        found = trust.task_intervals(table, tasks, settings)
+        for task, entry in found.items():
+            summary["tasks"][task]["intervals"] = entry
+        if found:
+            html_ = trust.intervals_html(summary, int(settings["bootstrap"]))
+            sections.append(("intervals", "Confidence intervals", html_))
+        speakers = groups.group_report(table, tasks, [])
+        summary["groups"] = speakers
+        images = trust.group_plots(speakers, tasks, plots)
+        sections.append(("groups", "Speakers", trust.groups_html(speakers, images)))
     write_json(out_dir / "metrics.json", summary)
     images = {}
     for task in tasks:

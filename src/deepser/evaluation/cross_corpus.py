@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from deepser.database.normalise import SpeakerNorm
-from deepser.database.store import read_info, read_rows
+from deepser.database.store import read_info, read_labels, read_rows
 from deepser.evaluation import intervals
 from deepser.evaluation.predictions import write_predictions
 from deepser.files import write_json
@@ -91,7 +91,7 @@ def evaluate_cross_corpus(
     names = list(labels)
     rows = np.flatnonzero(~info.augmented)
     norm = SpeakerNorm(info) if trainings[0].normalisation == "speaker" else None
-    arrays = read_rows(info.path, rows, info.label_columns(names), norm)
+    label = read_labels(info.path, rows, info.label_columns(names))
     by_task = {t["name"]: t for t in source_tasks}
     target_classes = {t["name"]: [str(c) for c in t["classes"]] for t in info.tasks}
     base = pd.DataFrame(
@@ -102,7 +102,7 @@ def evaluate_cross_corpus(
     dropped: dict[str, dict[str, int]] = {}
     for j, task in enumerate(names):
         mapping = {str(k): str(v) for k, v in labels[task].items()}
-        theirs = [target_classes[task][int(i)] for i in arrays.label[:, j]]
+        theirs = [target_classes[task][int(i)] for i in label[:, j]]
         mapped[task] = [mapping.get(c, "") for c in theirs]
         base[f"{task}_target"] = theirs
         dropped[task] = dict(sorted(Counter(c for c in theirs if c not in mapping).items()))
@@ -111,10 +111,7 @@ def evaluate_cross_corpus(
     tables, per_model = [], []
     proba_sum = {t: 0.0 for t in names}
     for fold_dir, trained in zip(map(Path, fold_dirs), trainings, strict=True):
-        model = load_model(fold_dir / "model.keras")
-        out = model.predict(as_inputs(arrays.feat, arrays.n_valid), batch_size=64, verbose=0)
-        if not isinstance(out, dict):
-            out = {source_tasks[0]["name"]: out}
+        out = _predict(load_model(fold_dir / "model.keras"), info, rows, norm, source_tasks)
         table = base.assign(fold=int(trained.test_fold))
         scores = {}
         for task in names:
@@ -159,6 +156,23 @@ def evaluate_cross_corpus(
     write_json(out_json, summary)
     write_predictions(out_predictions, pd.concat([*tables, ensemble], ignore_index=True))
     return summary
+
+
+def _predict(
+    model, info, rows: np.ndarray, norm, tasks, chunk: int = 2048
+) -> dict[str, np.ndarray]:
+    """The model's outputs for ``rows``, read and predicted ``chunk`` rows at a time (memory
+    stays flat for a large corpus)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        arrays = read_rows(info.path, part, [], norm)
+        out = model.predict(as_inputs(arrays.feat, arrays.n_valid), batch_size=64, verbose=0)
+        if not isinstance(out, dict):
+            out = {tasks[0]["name"]: out}
+        for name, value in out.items():
+            parts.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _add_task(

@@ -140,6 +140,7 @@ def fuse(
     member_strict: Mapping[str, Sequence[str | Path]],
     member_inner: Mapping[str, Sequence[str | Path]] | None,
     out_dir: str | Path,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fuse the members' outer-fold predictions fold by fold (each fold's combiner fitted on
     that fold's inner predictions only), write ``predictions.csv``, ``strict_predictions.csv``,
@@ -249,7 +250,9 @@ def fuse(
                 report.html_table(weights, "Chosen on each outer fold's inner-fold predictions."),
             )
         )
-    cb.write_summary(out_dir, name, "fusion", summary, tasks, sections, fusion, table)
+    cb.write_summary(
+        out_dir, name, "fusion", summary, tasks, sections, fusion, table, evaluation
+    )
     return summary
 
 

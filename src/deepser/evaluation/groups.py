@@ -101,8 +101,15 @@ def group_metrics(
 
 def largest_gap(rows: Sequence[Mapping[str, Any]], metric: str = "ua") -> dict[str, Any] | None:
     """Best and worst group by ``metric`` and their difference, or None with fewer than two
-    groups holding a value."""
-    scored = [r for r in rows if r.get(metric) is not None and np.isfinite(float(r[metric]))]
+    groups holding a value; utterances without a value of the column (``(none)``) are not a
+    group."""
+    scored = [
+        r
+        for r in rows
+        if r.get(metric) is not None
+        and np.isfinite(float(r[metric]))
+        and str(r.get("group")) != NONE_GROUP
+    ]
     if len(scored) < 2:
         return None
     values = [float(r[metric]) for r in scored]

@@ -115,7 +115,9 @@ def evaluate_robustness(
         for condition, info in infos.items():
             norm = None
             if trained.normalisation == "speaker":
-                norm = norms.setdefault(condition, SpeakerNorm(info))
+                if condition not in norms:  # one pass over the database per condition
+                    norms[condition] = SpeakerNorm(info)
+                norm = norms[condition]
             rows = info.fold_rows(fold)
             tables[condition].append(predictions_table(model, info, rows, tasks, fold, norm=norm))
         clean.append(clean_fold)
@@ -125,12 +127,14 @@ def evaluate_robustness(
     for condition, parts in tables.items():
         table = pd.concat(parts, ignore_index=True)
         frames.append(table.assign(condition=condition))
-        same = clean_all[_keys(clean_all).isin(set(_keys(table)))]
+        both = set(_keys(table)) & set(_keys(clean_all))  # scored on the same utterances
+        same = clean_all[_keys(clean_all).isin(both)]
+        table = table[_keys(table).isin(both)]
         entry = {
             "condition": condition,
             "description": parse_condition(condition).describe(),
             "n": int(len(table)),
-            "n_clean": int(len(clean_all)),
+            "n_lost": int(len(clean_all) - len(table)),
             "tasks": {},
         }
         got = fold_metrics(table, tasks)["tasks"]

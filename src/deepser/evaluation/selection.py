@@ -46,6 +46,7 @@ def select(
     candidate_strict: Mapping[str, Sequence[str | Path]],
     candidate_inner: Mapping[str, Sequence[str | Path]],
     out_dir: str | Path,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Choose per outer fold on inner UA; write ``predictions.csv``, ``strict_predictions.csv``,
     ``selection.json``, ``metrics.json`` and ``report.html``. Returns the summary."""
@@ -135,7 +136,9 @@ def select(
         ),
         ("strict", "Adapted and strict", cb.strict_html(summary)),
     ]
-    cb.write_summary(out_dir, name, "selection", summary, tasks, sections, selection, table)
+    cb.write_summary(
+        out_dir, name, "selection", summary, tasks, sections, selection, table, evaluation
+    )
     return summary
 
 

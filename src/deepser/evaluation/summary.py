@@ -66,6 +66,7 @@ def summarize(
     summary = summarize_experiment(experiment, fold_metrics, predictions, tasks)
     summary["normalisation"] = trainings[0].normalisation
     summary["database"] = Path(db_path).stem
+    summary["fold_by"] = read_database_attrs(db_path).get("fold_by")
     pooled = pd.concat(predictions, ignore_index=True)
     write_predictions(out_dir / "predictions.csv", pooled)
     sections = []
@@ -317,8 +318,9 @@ def compare(
                 }
             )
     sections = []
-    if predictions and databases:
-        pairs = paired_differences(metrics, predictions, databases, trust.settings_of(evaluation))
+    settings = trust.settings_of(evaluation)
+    if predictions and databases and settings["bootstrap"]:
+        pairs = paired_differences(metrics, predictions, databases, settings)
         sections.append(("paired", "Paired differences", paired_html(pairs)))
     report.plot_experiment_comparison(rows, out_png)
     report.write_comparison_report(out_html, rows, out_png, sections=sections)
@@ -355,7 +357,7 @@ def paired_differences(
                     tables[a],
                     tables[b],
                     spec,
-                    n_boot=max(int(settings["bootstrap"]), 1),
+                    n_boot=int(settings["bootstrap"]),
                     level=float(settings["level"]),
                     seed=int(settings["seed"]),
                 )

@@ -209,6 +209,11 @@ class Engine:
             segment, {t["name"]: self.calibrate(t, out[t["name"]][0]) for t in self.tasks}
         )
 
+    @property
+    def calibrated_tasks(self) -> list[str]:
+        """Tasks whose probabilities get the bundle's temperature (none when turned off)."""
+        return list(self.bundle.calibration) if self.calibrated else []
+
     def calibrate(self, task: Mapping[str, Any], value: np.ndarray) -> np.ndarray:
         """A categorical task's probabilities after the bundle's temperature scaling (fitted
         on the folds' validation speakers); unchanged without one or when turned off."""
@@ -270,6 +275,11 @@ class FusedEngine:
     @property
     def max_duration_s(self) -> float:
         return max(m.max_duration_s for m in self.members)
+
+    @property
+    def calibrated_tasks(self) -> list[str]:
+        """None: the combiner's output has no fitted temperature."""
+        return []
 
     def enrol(self, y: np.ndarray) -> None:
         """Enrol the speaker in every speaker-normalised member."""

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepser.bundle import Bundle, make_bundle, write_bundle_json
+from deepser.bundle import Bundle, make_bundle
 from deepser.database.store import class_counts, read_info
-from deepser.files import read_json
+from deepser.files import write_json
 from deepser.training.record import TrainingRecord, read_training
 from deepser.training.train import train
 
@@ -23,35 +23,20 @@ def final_epochs(config: Mapping[str, Any], trainings: Sequence[TrainingRecord])
     return max(1, int(round(statistics.median(t.best_epoch for t in trainings))))
 
 
-def bundle_calibration(
-    metrics: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Each task's temperature from the summary (fitted on the folds' validation speakers)."""
-    out = {}
-    for task in tasks:
-        found = (metrics.get("calibration") or {}).get(task["name"])
-        if found:
-            out[task["name"]] = {
-                "temperature": found["temperature"],
-                "fitted_on": found["fitted_on"],
-                "ece": found["ece"],
-                "ece_calibrated": found["ece_calibrated"],
-            }
-    return out
-
-
 def train_final(
     experiment: str,
     config: Mapping[str, Any],
     db_path: str | Path,
     fold_trainings: Sequence[str | Path],
-    metrics_path: str | Path,
     out_dir: str | Path,
+    base_json: str | Path,
     threads: int = 1,
     init_model: str | Path | None = None,
 ) -> Bundle:
-    """Train on all speakers for the chosen number of epochs and write the model bundle
-    (without the experiment's auxiliary tasks)."""
+    """Train on all speakers for the chosen number of epochs: ``model.keras`` in ``out_dir``
+    and the bundle without the cross-validated figures in ``base_json`` (the experiment's
+    auxiliary tasks left out); :func:`finish_bundle` adds them. Evaluation settings therefore
+    never retrain the final model."""
     trainings = [read_training(p) for p in fold_trainings]
     epochs = final_epochs(config, trainings)
     out_dir = Path(out_dir)
@@ -79,16 +64,13 @@ def train_final(
         "auxiliary_tasks": record.auxiliary,
         "initialised_from": record.initialised_from,
     }
-    metrics = read_json(metrics_path)
     bundle = make_bundle(
         info.attrs,
         tasks,
         experiment,
-        metrics=metrics,
-        calibration=bundle_calibration(metrics, tasks),
         training=training,
         data=data,
         normalisation=record.normalisation,
     )
-    write_bundle_json(out_dir, bundle)
+    write_json(base_json, bundle.to_json())
     return bundle

@@ -211,6 +211,10 @@ def robustness_experiments(config: Mapping[str, Any]) -> list[str]:
     return [e for e in experiments if chosen is None or e in chosen]
 
 
+def _continuous(spec: Any) -> bool:
+    return isinstance(spec, Mapping) and spec.get("type") == "continuous"
+
+
 def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
     """Robustness conditions and experiments; cross-corpus experiments, corpora and tasks."""
     problems = []
@@ -247,11 +251,23 @@ def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
             )
         if not source.get("fold_by", DEFAULT_FOLD_BY):
             problems.append(f"{where}: the experiment's database has no folds (no fold models)")
+        first = column_names(corpora[source["corpora"][0]])
+        db_tasks = [first[t] if isinstance(t, int) else t for t in source["tasks"]]
+        trained = [t for t in exp.get("tasks") or db_tasks if t not in exp.get("auxiliary", [])]
         for task in entry["labels"]:
-            if task not in corpora[entry["corpus"]]["columns"]:
+            spec = corpora[entry["corpus"]]["columns"].get(task)
+            ours = corpora[source["corpora"][0]]["columns"].get(task)
+            if spec is None:
                 problems.append(
                     f"{where}.labels.{task}: corpus {entry['corpus']!r} has no column {task!r}"
                 )
+            elif task not in trained:
+                problems.append(
+                    f"{where}.labels.{task}: not a task of the experiment's final model "
+                    f"({', '.join(map(str, trained))})"
+                )
+            elif _continuous(spec) or _continuous(ours):
+                problems.append(f"{where}.labels.{task}: a continuous label has no classes to map")
         implied = cross_corpus_database(config, name)
         if implied in taken:
             problems.append(f"{where}: its implied database name {implied!r} is already used")
