@@ -250,9 +250,7 @@ def fuse(
                 report.html_table(weights, "Chosen on each outer fold's inner-fold predictions."),
             )
         )
-    cb.write_summary(
-        out_dir, name, "fusion", summary, tasks, sections, fusion, table, evaluation
-    )
+    cb.write_summary(out_dir, name, "fusion", summary, tasks, sections, fusion, table, evaluation)
     return summary
 
 
