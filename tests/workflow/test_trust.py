@@ -5,6 +5,7 @@ another corpus with a label mapping, paired comparisons and the model card."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,18 @@ def test_min_confidence_labels_uncertain(run: Path, tmp_path: Path) -> None:
     temperature = read(bundle / "bundle.json")["calibration"]["emotion"]["temperature"]
     if abs(temperature - 1) > 0.05:
         assert abs(p_cal - p_raw).max() > 1e-3
+
+
+def test_trust_rules_ran_only_tracked_library_code(run: Path) -> None:
+    """This module's run (strict mode, as every workflow run of the suite) ran the rules of
+    robustness and cross-corpus evaluation; each job's log confirms its code inputs."""
+    from .test_workflow import TRUST_RULES
+
+    confirmed = "every library module this job ran is an input of its rule"
+    checked = set()
+    for log in (run / "results/logs").rglob("*.log"):
+        match = re.search(r"rule (\w+), wildcards", log.read_text())
+        if match and match.group(1) in TRUST_RULES:
+            assert confirmed in log.read_text(), log
+            checked.add(match.group(1))
+    assert checked == TRUST_RULES
