@@ -95,8 +95,6 @@ rule model_card:
 
 
 rule combination_card:
-    wildcard_constraints:
-        kind="fusions|selections",
     input:
         bundle=f"{RESULTS}/{{kind}}/{{name}}/final/bundle.json",
         metrics=f"{RESULTS}/{{kind}}/{{name}}/metrics.json",
@@ -105,6 +103,8 @@ rule combination_card:
         f"{RESULTS}/{{kind}}/{{name}}/final/model_card.md",
     log:
         f"{RESULTS}/logs/model_card/{{kind}}/{{name}}.log",
+    wildcard_constraints:
+        kind="fusions|selections",
     localrule: True
     conda:
         "../envs/deepser.yaml"
