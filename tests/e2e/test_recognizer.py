@@ -308,3 +308,26 @@ def test_a_file_read_block_by_block_gives_the_whole_file_predictions(
         np.testing.assert_allclose(g.segment.audio, w.segment.audio, atol=1e-6)
         for task in g.outputs:
             np.testing.assert_allclose(g.outputs[task], w.outputs[task], atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".html"])
+def test_cli_plot_draws_the_timeline_it_writes(
+    bundle: Path, stream_wav, tmp_path: Path, capsys, suffix: str
+) -> None:
+    path, utts = stream_wav
+    picture = tmp_path / "plots" / f"timeline{suffix}"  # its folder is created
+    log = tmp_path / "t.csv"
+    code, _, err = run_cli(
+        capsys, "--model", bundle, "--wav", path, "--log", log, "--plot", picture, "--output",
+        "label",
+    )  # fmt: skip
+    assert code == 0, err
+    timeline = pd.read_csv(log)
+    assert len(timeline) == len(utts)
+    data = picture.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+    else:  # the picture embedded and one table row per segment, probabilities included
+        text = data.decode()
+        assert text.count("data:image/png;base64,") == 1 and "http" not in text.lower()
+        assert text.count("<tr><td>") == len(timeline) and "emotion_p_" in text

@@ -148,6 +148,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "accuracy [0: always a class]",
     )
     out.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the input file's emotion timeline: segments as coloured bands, class "
+        "probabilities over time, the file's level beneath; FILE.png, or FILE.html (the "
+        "picture and the table of segments, self-contained); one input file",
+    )
+    out.add_argument(
         "--no-calibration",
         action="store_true",
         help="write the model's raw probabilities instead of those after the bundle's "
@@ -330,9 +337,10 @@ def _settings(args: argparse.Namespace):
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail before the model loads if an output cannot be written: a --log / --jsonl that is a
-    folder, or an output under a file (missing folders are created)."""
+    """Fail before the model loads if an output cannot be written: a --log / --jsonl / --plot
+    that is a folder, or an output under a file (missing folders are created)."""
     targets = [(args.log, "--log", False), (args.jsonl, "--jsonl", False)]
+    targets.append((args.plot, "--plot", False))
     targets.append((args.out_dir, "--out-dir", True))
     for value, option, is_dir in targets:
         if not value:
@@ -375,6 +383,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("give one input: --wav FILE... / --meta META.tsv, or --mic [DEVICE]")
     if args.mic is not None and (args.out_dir or args.whole_file or args.realtime):
         parser.error("--out-dir, --whole-file and --realtime are for file inputs, not --mic")
+    if args.plot is not None:
+        if Path(args.plot).suffix.lower() not in (".png", ".html"):
+            parser.error(f"--plot {args.plot}: give a .png or .html file name")
+        if args.mic is not None or args.meta or len(args.wav or []) != 1:
+            parser.error("--plot draws one file's timeline: give exactly one --wav FILE")
     if args.enrol and args.gain == "auto":
         parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
     settings = _settings(args)  # option values that depend on each other: exit status 2
@@ -406,6 +419,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         quiet=args.quiet,
         with_file=bool(args.meta) or len(args.wav or []) > 1,
         min_confidence=args.min_confidence,
+        plot=args.plot,
     )
     gain, warnings = make_gain(args.gain, bundle, args.practice)  # option values first
     files = []

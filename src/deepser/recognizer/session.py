@@ -22,6 +22,7 @@ from deepser.recognizer.engine import Prediction
 from deepser.recognizer.output import Outputs, columns, row
 from deepser.recognizer.pipeline import NonFiniteAudioError, Recognizer
 from deepser.recognizer.sources import FileSource, Gap, MicrophoneSource
+from deepser.recognizer.timeline_plot import write_timeline_plot
 from deepser.runtime import ensure_std_streams
 
 Status = Callable[[str], None]  # prints one status line (stderr) unless quiet
@@ -40,6 +41,7 @@ class SessionOptions:
     quiet: bool = False
     with_file: bool = False  # a leading "file" column (several inputs share one output)
     min_confidence: float = 0.0  # below it a categorical task's label is "uncertain"
+    plot: str | None = None  # the (single) file's timeline picture: .png or .html
 
 
 class GainStatus:
@@ -136,8 +138,12 @@ def recognise_files(
     )
     started = time.perf_counter()
 
+    plotted: list[dict] = []  # rows with probabilities, for --plot
+
     def write(pred: Prediction, name: str, per_file: Outputs) -> None:
         nonlocal n_segments
+        if options.plot:
+            plotted.append(row(pred, tasks, "proba", None, options.min_confidence))
         gain_status.update()
         outputs.write(
             row(pred, tasks, options.output, name if with_file else None, options.min_confidence)
@@ -170,6 +176,10 @@ def recognise_files(
     finally:
         bar.close()
         outputs.close()
+    if options.plot and files:
+        name, source = files[0]
+        write_timeline_plot(options.plot, plotted, tasks, source.path, title=name)
+        status(f"timeline picture: {options.plot}")
     elapsed = time.perf_counter() - started
     status(
         f"{'interrupted (Ctrl-C): ' if interrupted else ''}{len(files)} file(s), "
