@@ -164,13 +164,14 @@ def _groups(metrics: Mapping[str, Any]) -> list[str]:
         for task, entry in per_task.items():
             gap = entry.get("gap")
             if gap:
+                ci = gap.get("interval")
                 rows.append(
                     [
                         column,
                         task,
                         f"{gap['best']} {_f(gap['best_value'])}",
                         f"{gap['worst']} {_f(gap['worst_value'])}",
-                        _f(gap["gap"]),
+                        _f(gap["gap"]) + (f" [{_f(ci['low'])}, {_f(ci['high'])}]" if ci else ""),
                     ]
                 )
     if not rows:
@@ -314,9 +315,16 @@ def _use(
     ]
     for gap in gaps:
         if gap["gap"] >= 0.05:
+            ci = gap.get("interval")
+            chance = (
+                "; its interval holds 0, so it may be down to the few speakers recorded"
+                if ci and ci["low"] <= 0
+                else ""
+            )
             lines.append(
                 f"- It works less well for {gap['worst']} than for {gap['best']} speakers "
-                f"({gap['metric'].upper()} {_f(gap['worst_value'])} vs {_f(gap['best_value'])})."
+                f"({gap['metric'].upper()} {_f(gap['worst_value'])} vs {_f(gap['best_value'])}"
+                f"{chance})."
             )
     return lines + [""]
 

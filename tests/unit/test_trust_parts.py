@@ -275,3 +275,37 @@ def test_comparison_pairs_results_on_the_same_database_only(tmp_path: Path) -> N
     assert difference > 0.15 and p_value < 0.05
     compare(metrics, page, tmp_path / "c.png", paths, databases, {"bootstrap": 0})
     assert '<section id="paired">' not in page.read_text()  # bootstrap 0: no paired tests
+
+
+def gendered(n_speakers: int, accuracy: dict[str, float], seed: int) -> pd.DataFrame:
+    """Utterances of ``n_speakers`` per gender, each correct with the gender's accuracy."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for gender, acc in accuracy.items():
+        for s in range(n_speakers):
+            for u in range(30):
+                true = TASK["classes"][u % 3]
+                right = rng.random() < acc
+                pred = true if right else TASK["classes"][(u + 1) % 3]
+                rows.append(
+                    {"speaker": f"{gender}{s}", "gender": gender, "emotion_true": true,
+                     "emotion_pred": pred}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_gap_interval_resamples_speakers_within_each_group() -> None:
+    from deepser.evaluation.intervals import gap_interval
+
+    table = gendered(10, {"f": 0.9, "m": 0.5}, seed=1)
+    found = gap_interval(table, TASK, "gender", "f", "m", n_boot=500)
+    assert found["low"] <= found["estimate"] <= found["high"]
+    assert found["estimate"] == pytest.approx(0.4, abs=0.08) and found["low"] > 0.2
+    same = gendered(3, {"f": 0.7, "m": 0.7}, seed=2)
+    found = gap_interval(same, TASK, "gender", "f", "m", n_boot=500)
+    assert found["low"] < 0 < found["high"]  # equal groups: the interval holds 0
+    one = gendered(1, {"f": 0.9, "m": 0.5}, seed=3)
+    assert gap_interval(one, TASK, "gender", "f", "m") is None  # one speaker per group
+    assert (
+        gap_interval(table, {"name": "emotion", "type": "continuous"}, "gender", "f", "m") is None
+    )

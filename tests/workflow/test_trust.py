@@ -98,6 +98,9 @@ def test_intervals_groups_and_calibration_are_in_metrics_and_report(run: Path) -
     gender = metrics["groups"]["gender"]["emotion"]
     assert {g["group"] for g in gender["groups"]} == {"female", "male"}
     assert gender["gap"]["gap"] >= 0
+    interval = gender["gap"]["interval"]  # 3 speakers per gender, resampled within each
+    assert interval["low"] <= interval["estimate"] == pytest.approx(gender["gap"]["gap"])
+    assert interval["estimate"] <= interval["high"]
     calibration = metrics["calibration"]["emotion"]
     assert calibration["temperature"] > 0 and len(calibration["fold_temperatures"]) == 2
     assert 0 <= calibration["ece_calibrated"] <= 1 and calibration["n"] == 6 * 4 * 6

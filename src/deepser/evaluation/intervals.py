@@ -471,3 +471,47 @@ def paired_task_difference(
         )
     out["n_utterances"] = int(true.size)
     return out
+
+
+def gap_interval(
+    table: pd.DataFrame,
+    task: Mapping[str, Any],
+    column: str,
+    best: str,
+    worst: str,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict | None:
+    """Interval of the UA gap between the groups ``best`` and ``worst`` of ``column`` (e.g.
+    gender): each draw resamples the speakers of each group, with replacement, within the
+    group (stratified), so the interval says how much the gap depends on who was recorded.
+    None for continuous tasks or when a group has fewer than two speakers."""
+    if task_type(task) != "categorical" or column not in table.columns:
+        return None
+    rows = table.loc[_labelled(table[f"{task['name']}_true"])]
+    values = rows[column].astype(str).to_numpy()
+    n_classes = len(task["classes"])
+    _, true, pred, speakers = _task_arrays(rows, task, "speaker")
+    draws = []
+    rng = np.random.default_rng(seed)
+    for name in (best, worst):
+        keep = values == name
+        codes, g = _group_codes(speakers[keep])
+        if g < 2:
+            return None
+        conf = _group_confusions(true[keep], pred[keep], codes, g, n_classes)
+        counts = _boot_counts(rng, g, n_boot)
+        draws.append(_confusion_metrics(counts @ conf, n_classes)["ua"])
+        full = _confusion_metrics(conf.sum(axis=0, keepdims=True), n_classes)["ua"][0]
+        draws[-1] = (draws[-1], full)
+    (best_draws, best_ua), (worst_draws, worst_ua) = draws
+    low, high = _percentile(best_draws - worst_draws, level)
+    return {
+        "estimate": float(best_ua - worst_ua),
+        "low": low,
+        "high": high,
+        "level": float(level),
+        "n_boot": int(n_boot),
+        "resampled": "speakers within each group",
+    }

@@ -212,6 +212,7 @@ def trust_sections(
         tables = {c: read_tsv(p) for c, p in metas.items()}
         table = groups.merge_meta_columns(pooled, tables, settings["groups"])
     found_groups = groups.group_report(table, tasks, settings["groups"])
+    trust.add_gap_intervals(found_groups, table, tasks, settings)
     summary["groups"] = found_groups
     images = trust.group_plots(found_groups, tasks, plots)
     sections.append(("groups", "Speakers and groups", trust.groups_html(found_groups, images)))

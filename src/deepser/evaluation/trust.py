@@ -69,6 +69,38 @@ def task_intervals(
     return out
 
 
+def add_gap_intervals(
+    found: dict[str, Any],
+    table: pd.DataFrame,
+    tasks: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+) -> None:
+    """Each meta column's largest UA gap gets its speaker-bootstrap interval (``gap.interval``;
+    not for the per-speaker grouping, whose groups are single speakers)."""
+    if not settings["bootstrap"]:
+        return
+    by_name = {t["name"]: t for t in tasks}
+    for column, per_task in found.items():
+        if column in ("missing", "overall", "speaker"):
+            continue
+        for task, entry in per_task.items():
+            gap = entry.get("gap")
+            if not gap or gap["metric"] != "ua":
+                continue
+            interval = intervals.gap_interval(
+                table,
+                by_name[task],
+                column,
+                gap["best"],
+                gap["worst"],
+                n_boot=int(settings["bootstrap"]),
+                level=float(settings["level"]),
+                seed=int(settings["seed"]),
+            )
+            if interval is not None:
+                gap["interval"] = interval
+
+
 def calibration_report(
     tests: Sequence[pd.DataFrame],
     validations: Sequence[pd.DataFrame],
@@ -164,16 +196,25 @@ def groups_html(found: Mapping[str, Any], images: Mapping[str, Path]) -> str:
             gap = entry.get("gap")
             if gap:
                 metric = gap["metric"].upper()
+                ci = gap.get("interval")
                 gaps.append(
                     {
                         "grouping": column,
                         "task": task,
                         f"best {metric}": f"{gap['best']} {gap['best_value']:.3f}",
                         f"worst {metric}": f"{gap['worst']} {gap['worst_value']:.3f}",
-                        "gap": f"{gap['gap']:.3f}",
+                        "gap": f"{gap['gap']:.3f}"
+                        + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""),
                     }
                 )
-    parts.append(report.html_table(gaps, "The largest gap between two groups, per grouping."))
+    parts.append(
+        report.html_table(
+            gaps,
+            "The largest gap between two groups, per grouping; in brackets, its interval when "
+            "the speakers of each of the two groups are resampled (within the group), so a "
+            "gap whose interval holds 0 may be down to who was recorded.",
+        )
+    )
     for column, per_task in found.items():
         if column in ("missing", "overall"):
             continue
