@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[train,export,test]'
 	$(BIN)/python -m pip install --quiet 'pyaudio==0.2.14' || \
 		echo "note: PyAudio not installed (needs: apt-get install portaudio19-dev); live microphone input is off"
 	touch $(STAMP)

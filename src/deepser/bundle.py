@@ -18,6 +18,7 @@ from typing import Any
 
 from deepser import __version__
 from deepser.database.windows import row_shape
+from deepser.deploy.runtime import load_runtime_model
 from deepser.errors import BundleError
 from deepser.files import read_json, write_json
 from deepser.models import FEATURES, N_VALID
@@ -49,7 +50,13 @@ class Bundle:
     versions: dict[str, Any] = field(default_factory=dict)
     legacy: dict[str, Any] | None = None
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runtime: dict[str, Any] | None = None  # an exported bundle's format, model file and check
     format_version: int = BUNDLE_FORMAT
+
+    @property
+    def model_file(self) -> str:
+        """The model's file (or folder) inside the bundle: ``model.keras``, or an export's."""
+        return str((self.runtime or {}).get("model") or "model.keras")
 
     def temperature(self, task: str) -> float:
         """The task's calibration temperature (1.0: not calibrated)."""
@@ -100,6 +107,8 @@ class Bundle:
             out["legacy"] = self.legacy
         if self.calibration:
             out["calibration"] = self.calibration
+        if self.runtime is not None:
+            out["runtime"] = self.runtime
         return out
 
     @classmethod
@@ -156,7 +165,20 @@ class Bundle:
             versions=dict(data.get("versions", {})),
             legacy=data.get("legacy"),
             calibration=_calibration(data.get("calibration") or {}),
+            runtime=_runtime(data.get("runtime")),
         )
+
+
+def _runtime(data: Any) -> dict[str, Any] | None:
+    """``runtime`` (exported bundles): {"format", "model", ...}."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or not isinstance(data.get("format"), str):
+        raise ValueError("runtime is not an object with a format")
+    model = data.get("model")
+    if not isinstance(model, str) or not model or "/" in model or model.startswith("."):
+        raise ValueError(f"runtime.model must be a file name inside the bundle, not {model!r}")
+    return dict(data)
 
 
 def _calibration(data: Any) -> dict[str, dict[str, Any]]:
@@ -280,7 +302,7 @@ def read_bundle(path: str | Path) -> Bundle:
     if (path / "model.keras").is_dir():
         raise BundleError(f"{path / 'model.keras'}: not a Keras model file (it is a folder)")
     missing = [n for n in ("bundle.json", "model.keras") if not (path / n).is_file()]
-    if missing:
+    if missing and not (missing == ["model.keras"] and _declares_runtime(where)):
         raise BundleError(
             f"{path}: not a model bundle (needs bundle.json and model.keras; no "
             f"{' / '.join(missing)})"
@@ -294,6 +316,25 @@ def read_bundle(path: str | Path) -> Bundle:
         ) from None
     except OSError as exc:
         raise BundleError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    bundle = Bundle.from_json(data, where)
+    model = path / bundle.model_file
+    if bundle.runtime is not None:
+        if not model.exists():
+            raise BundleError(
+                f"{path}: an exported bundle ({bundle.runtime['format']}) without its model "
+                f"{bundle.model_file}"
+            )
+        return bundle
+    return bundle
+
+
+def _declares_runtime(where: Path) -> bool:
+    """Whether ``bundle.json`` is an exported bundle's (it has a ``runtime`` entry)."""
+    try:
+        data = read_json(where)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, Mapping) and "runtime" in data
     return Bundle.from_json(data, where)
 
 
@@ -303,6 +344,11 @@ def load_bundle(path: str | Path):
 
     path = Path(path)
     bundle = read_bundle(path)
+    if bundle.runtime is not None:
+        raise BundleError(
+            f"{path}: an exported bundle ({bundle.runtime['format']}); it has no Keras model "
+            "(the recogniser runs it with load_exported)"
+        )
     model = load_model(path / "model.keras")
     expected = list(bundle.row_shape)
     actual = list(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None
@@ -310,6 +356,12 @@ def load_bundle(path: str | Path):
         raise BundleError(f"{path}: the model expects input {actual}, bundle.json says {expected}")
     check_outputs(path, model, bundle.tasks)
     return model, bundle
+
+
+def load_exported(path: str | Path):
+    """Load an exported bundle -> (runtime model, :class:`Bundle`), without Keras."""
+    bundle = read_bundle(path)
+    return load_runtime_model(path, bundle), bundle
 
 
 def task_units(task: Mapping[str, Any]) -> int:

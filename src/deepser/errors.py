@@ -8,6 +8,7 @@ The domain classes also derive from the built-in type they replace (``ValueError
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,16 @@ class DamagedFileError(DeepserError, ValueError):
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         super().__init__(message)
         self.path = None if path is None else str(path)
+
+
+def rerun_recovery(path: str | Path | Sequence[str | Path], what: str) -> str:
+    """The recovery of a file the workflow writes: delete it (or ``path``'s files, the outputs of
+    its job, deleted together), re-run; ``what`` the workflow then does (e.g. "re-extracts
+    exactly this shard")."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    them = "it" if len(paths) == 1 else "it with the other files its job writes"
+    return (
+        f"To recover, delete {them} and re-run the workflow, which {what}: "
+        f"rm {' '.join(str(p) for p in paths)} then snakemake --cores all (with your run's "
+        "other options)"
+    )

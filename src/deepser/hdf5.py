@@ -50,19 +50,6 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
-def rerun_recovery(path: str | Path | Sequence[str | Path], what: str) -> str:
-    """The recovery of a file the workflow writes: delete it (or ``path``'s files, the outputs of
-    its job, deleted together), re-run; ``what`` the workflow then does (e.g. "re-extracts
-    exactly this shard")."""
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
-    them = "it" if len(paths) == 1 else "it with the other files its job writes"
-    return (
-        f"To recover, delete {them} and re-run the workflow, which {what}: "
-        f"rm {' '.join(str(p) for p in paths)} then snakemake --cores all (with your run's "
-        "other options)"
-    )
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

@@ -5,7 +5,8 @@
 - ``import-legacy``: a Keras-2 ``.h5`` model of the original toolkit -> a model bundle;
 - ``convert-db``: an original-format H5 database -> a deepser database to train on;
 - ``demo-corpus``: write the embedded synthetic demo corpus;
-- ``card``: print a model bundle's model card.
+- ``card``: print a model bundle's model card;
+- ``export``: a bundle for a light runtime (LiteRT, ONNX, SavedModel).
 
 The workflow itself runs with ``snakemake``. Exit status: 0 done, 1 error (one line on stderr),
 2 bad command line, 130 interrupted (Ctrl-C).
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from deepser import __version__
-from deepser.cli import card, demo, legacy, recognize
+from deepser.cli import card, demo, export, legacy, recognize
 from deepser.cli.common import join_negative_gain
 from deepser.errors import DeepserError, UsageError
 
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     card.add_arguments(crd)
     crd.set_defaults(handler=card.run, command_parser=crd)
+    exp = sub.add_parser(
+        "export",
+        help="export a bundle for a light runtime (LiteRT, ONNX, SavedModel)",
+        description=export.DESCRIPTION,
+        epilog=export.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_arguments(exp)
+    exp.set_defaults(handler=export.run, command_parser=exp)
     return parser
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from deepser.errors import DamagedFileError
+from deepser.errors import DamagedFileError, rerun_recovery
 from deepser.files import read_json
-from deepser.hdf5 import rerun_recovery
 
 GAIN_METHODS = ("none", "minmax", "peak", "rms")
 _GAIN_TXT = re.compile(r"min gain:\s*(?P<min>\S+?),\s*max gain:\s*(?P<max>\S+)")

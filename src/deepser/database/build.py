@@ -19,11 +19,11 @@ from deepser.corpus.meta import read_table
 from deepser.database.folds import DEFAULT_FOLD_BY, assign_folds, group_labels
 from deepser.database.store import DatabaseWriter
 from deepser.database.windows import as_row, cut_windows, layout_shape, n_steps
-from deepser.errors import DamagedFileError
+from deepser.errors import DamagedFileError, rerun_recovery
 from deepser.features.augment import is_augmented, source_id
 from deepser.features.shards import FeatureShard
 from deepser.files import config_hash, read_json, read_tsv, write_tsv
-from deepser.hdf5 import H5File, rerun_recovery
+from deepser.hdf5 import H5File
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,10 @@ import h5py
 import numpy as np
 
 from deepser.database.windows import LAYOUTS, row_shape
+from deepser.errors import rerun_recovery
 from deepser.features.augment import is_augmented
 from deepser.files import atomic_path
-from deepser.hdf5 import STR, H5File, rerun_recovery, write_attrs
+from deepser.hdf5 import STR, H5File, write_attrs
 from deepser.tasks import is_categorical
 
 

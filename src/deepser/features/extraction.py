@@ -12,12 +12,11 @@ from tqdm import tqdm
 
 from deepser.corpus.audio import load_audio
 from deepser.corpus.gain import apply_gain, resolve_gain, shard_stats
-from deepser.errors import AudioError, BadAudioError, DamagedFileError, FeatureError
+from deepser.errors import AudioError, BadAudioError, DamagedFileError, FeatureError, rerun_recovery
 from deepser.features.augment import augmented_id, copy_rng, perturb
 from deepser.features.registry import extract
 from deepser.features.shards import write_feature_shard
 from deepser.files import read_json
-from deepser.hdf5 import rerun_recovery
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from deepser.errors import rerun_recovery
 from deepser.files import atomic_path
-from deepser.hdf5 import STR, H5File, rerun_recovery, write_attrs
+from deepser.hdf5 import STR, H5File, write_attrs
 
 
 def write_feature_shard(

@@ -8,9 +8,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 from deepser.errors import FeatureError
+
+try:  # scipy's FFT keeps float32 (complex64) and is ~5x faster than numpy's here
+    from scipy.fft import rfft as _rfft
+except ImportError:  # the light runtime install (deepser[runtime]) has no scipy
+    from numpy.fft import rfft as _rfft
 
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
 
@@ -37,18 +41,46 @@ def window(win_length: int, n_fft: int) -> np.ndarray:
 
 def power_spectrogram(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """|STFT|^2 as (frames, 1 + n_fft // 2) float32."""
-    # scipy's FFT keeps float32 (complex64) and is ~5x faster than numpy's here
-    spectrum = scipy.fft.rfft(frames(np.asarray(y, dtype=np.float32), spec), axis=1)
+    spectrum = _rfft(frames(np.asarray(y, dtype=np.float32), spec), axis=1)
     return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
 
 @lru_cache(maxsize=16)
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Slaney-style, area-normalised mel filters (librosa.filters.mel), transposed: (bins, mels)."""
-    import librosa
+    """Slaney-style, area-normalised mel filters, transposed: (bins, mels). The formulas of
+    ``librosa.filters.mel`` (Slaney's mel scale: linear below 1 kHz, logarithmic above),
+    computed with numpy alone so that the recogniser needs no librosa."""
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None].astype(np.float32)
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
 
-    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    return np.ascontiguousarray(fb.T, dtype=np.float32)
+
+_F_SP = 200.0 / 3  # Slaney's mel scale: 3 mels per 200 Hz below 1 kHz ...
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0  # ... and logarithmic above
+
+
+def hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mels = hz / _F_SP
+    above = hz >= _MIN_LOG_HZ
+    safe = np.where(above, hz, _MIN_LOG_HZ)
+    return np.where(above, _MIN_LOG_MEL + np.log(safe / _MIN_LOG_HZ) / _LOGSTEP, mels)
+
+
+def mel_to_hz(mels: float | np.ndarray) -> np.ndarray:
+    """The inverse of :func:`hz_to_mel`."""
+    mels = np.asarray(mels, dtype=np.float64)
+    above = mels >= _MIN_LOG_MEL
+    return np.where(above, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)), _F_SP * mels)
 
 
 def empty_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> list[int]:

@@ -29,6 +29,7 @@ from deepser.bundle import (
     FusionBundle,
     is_fusion,
     load_bundle,
+    load_exported,
     read_bundle,
     read_fusion,
 )
@@ -130,7 +131,13 @@ class Engine:
     def _load(cls, path: str | Path, gain: GainControl | None) -> Engine:
         if is_fusion(path):
             return FusedEngine.load(path, gain)
-        prepare_extractor(read_bundle(path).feature_spec)  # before Keras loads
+        plain = read_bundle(path)
+        prepare_extractor(plain.feature_spec)  # before Keras loads
+        if plain.runtime is not None:  # an exported bundle: its runtime, no Keras
+            model, bundle = load_exported(path)
+            engine = cls(model, bundle, gain)
+            engine.warm_up()
+            return engine
         try:
             model, bundle = load_bundle(path)
         except BundleError:
