@@ -6,7 +6,7 @@ from pathlib import Path
 import deepser
 from deepser.corpus.meta import read_table
 from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
-from deepser.hdf5 import rerun_recovery
+from deepser.errors import rerun_recovery
 from deepser.workflow.code import library_modules
 from deepser.workflow.config import (
     augment_config,
