@@ -18,13 +18,18 @@ from deepser.deploy.export import ExportError, export_bundle
 from deepser.models.registry import ARCHITECTURES
 
 from ..helpers import REPO
-from .test_models import DATABASE_OF, build, databases, load  # noqa: F401  (fixture)
+from .test_models import DATABASE_OF, build, load, make_databases
 
 pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-5
 # (architecture, format) -> what the refusal names: LiteRT has no built-in 3-D max pooling
 REFUSED = {("cnn3d", "litert"): "uses MaxPool3D, which LiteRT has no built-in op for"}
+
+
+@pytest.fixture(scope="module")
+def databases(tmp_path_factory) -> dict[str, Path]:
+    return make_databases(tmp_path_factory.mktemp("export-dbs"))
 
 
 def all_rows(db_path: Path) -> dict[str, np.ndarray]:
@@ -55,7 +60,7 @@ def test_every_architecture_exports_and_predicts_as_keras(
     arch: str,
     fmt: str,
     databases: dict[str, Path],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     db_path = databases[DATABASE_OF.get(arch, "db2d")]
     folder = keras_bundle(arch, db_path, tmp_path / "keras")
@@ -90,7 +95,7 @@ def test_every_architecture_exports_and_predicts_as_keras(
 
 
 def test_savedmodel_export_runs_on_tensorflow_without_keras_model(
-    databases: dict[str, Path],  # noqa: F811
+    databases: dict[str, Path],
     tmp_path: Path,
 ) -> None:
     db_path = databases["db2d"]
@@ -125,7 +130,7 @@ def test_the_legacy_import_exports(tmp_path: Path) -> None:
     assert max_diff(model.predict_on_batch(rows), runner.predict_on_batch(rows)) <= TOLERANCE
 
 
-def test_refusals_are_one_clear_line(databases: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_refusals_are_one_clear_line(databases: dict[str, Path], tmp_path: Path) -> None:
     db_path = databases["db2d"]
     folder = keras_bundle("dnn", db_path, tmp_path / "keras")
     # a folder that is not empty is never written into

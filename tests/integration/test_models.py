@@ -94,7 +94,11 @@ TASKS = ["emotion", "arousal"]
 
 @pytest.fixture(scope="module")
 def databases(tmp_path_factory) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("models")
+    return make_databases(tmp_path_factory.mktemp("models"))
+
+
+def make_databases(work: Path) -> dict[str, Path]:
+    """The tiny databases of :data:`DATABASES`, built by the workflow's stages in ``work``."""
     meta = synthesize_corpus(work / "data", seed=3, n_speakers=2, utterances_per_emotion=3)
     columns = {"emotion": "emotion", "speaker": "speaker", "arousal": "arousal"}
     paths = {}

@@ -35,15 +35,17 @@ examples:
   deepser-recognize --list-devices
   deepser-recognize --model BUNDLE --mic --log live.csv          (Ctrl-C stops; the log is kept)
   deepser-recognize --model BUNDLE --mic 2 --gain auto --output label
+  deepser-recognize --model BUNDLE --mic --serve 8765  (live timeline at http://127.0.0.1:8765/)
 
 original LIVE_SER options: -vd -> --min-speech-ms, -s_ratio -> --speech-ratio,
 -vm -> --vad-aggressiveness, -fd -> --vad-frame-ms, -p_mode 1/2 -> --output label/proba,
 -g_min/-g_max -> --gain MIN,MAX (no flag: --gain auto).
 
-exit status: 0 done (also after Ctrl-C on a microphone), 1 error (one line on stderr: a
-missing, unreadable or invalid input file, e.g. one with NaN or Inf samples; an unusable
-bundle), 2 bad command line (an unknown option or a bad value), 130 a file run interrupted by
-Ctrl-C (rows so far are written), 141 the reader of stdout went away (e.g. | head -1)."""
+exit status: 0 done (also after Ctrl-C on a microphone, or after the input ended with
+--serve), 1 error (one line on stderr: a missing, unreadable or invalid input file, e.g. one
+with NaN or Inf samples; an unusable bundle; a --serve port that is taken), 2 bad command
+line (an unknown option or a bad value), 130 a file run interrupted by Ctrl-C (rows so far are
+written), 141 the reader of stdout went away (e.g. | head -1)."""
 
 
 def _number(
@@ -79,6 +81,17 @@ def _number(
 
 
 MS = _number(int, 0)  # a duration in ms, 0 or more
+
+
+def _serve_address(text: str) -> str:
+    """An argparse type: ``[HOST:]PORT`` for --serve (checked; kept as given)."""
+    from deepser.recognizer.live_view import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -153,6 +166,17 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="draw the input file's emotion timeline: segments as coloured bands, class "
         "probabilities over time, the file's level beneath; FILE.png, or FILE.html (the "
         "picture and the table of segments, self-contained); one input file",
+    )
+    out.add_argument(
+        "--serve",
+        type=_serve_address,
+        metavar="[HOST:]PORT",
+        help="show the live timeline in a browser: serve a local page (segments along a time "
+        "axis per task, the table of segments, the current emotion and its probabilities), "
+        "updated as each segment ends; its URL is printed on stderr (also with -q). HOST "
+        "defaults to 127.0.0.1 (another address is reachable from other machines: a warning); "
+        "PORT 0 picks a free port. When the input ends the page stays until Ctrl-C (exit "
+        "status 0)",
     )
     out.add_argument(
         "--no-calibration",
@@ -388,6 +412,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"--plot {args.plot}: give a .png or .html file name")
         if args.mic is not None or args.meta or len(args.wav or []) != 1:
             parser.error("--plot draws one file's timeline: give exactly one --wav FILE")
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise RecognizerError("--plot needs matplotlib: pip install matplotlib")
     if args.enrol and args.gain == "auto":
         parser.error("--enrol needs the bundle's or fixed gain bounds, not --gain auto")
     settings = _settings(args)  # option values that depend on each other: exit status 2
@@ -398,7 +426,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     # imported here, not at the top: --help and a bad command line answer without loading them
     from deepser.bundle import read_primary_bundle
-    from deepser.corpus.meta import list_audio
     from deepser.errors import FeatureError
     from deepser.recognizer.engine import Engine
     from deepser.recognizer.gain import make_gain
@@ -420,6 +447,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         with_file=bool(args.meta) or len(args.wav or []) > 1,
         min_confidence=args.min_confidence,
         plot=args.plot,
+        serve=args.serve,
     )
     gain, warnings = make_gain(args.gain, bundle, args.practice)  # option values first
     files = []
@@ -439,6 +467,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.mic is None:
         items = [(w, w) for w in args.wav or []]
         if args.meta:
+            from deepser.corpus.meta import list_audio  # pandas: only for --meta
+
             items += list_audio(args.meta, args.meta_column)
         if not items:
             raise RecognizerError(f"{args.meta}: no audio files listed")

@@ -142,6 +142,12 @@ class Engine:
             model, bundle = load_bundle(path)
         except BundleError:
             raise
+        except ModuleNotFoundError as exc:  # the light install (deepser[runtime]) has no Keras
+            raise BundleError(
+                f"{path}: a Keras bundle needs {exc.name} (pip install 'deepser[train]'); on a "
+                f"light install, recognise with an exported bundle: deepser export {path} "
+                "--format litert --out DIR, where Keras is installed"
+            ) from None
         except Exception as exc:  # a corrupt model.keras: Keras raises many different types
             model_file = Path(path) / "model.keras"
             problem = model_file_problem(model_file)

@@ -1,6 +1,7 @@
 """A recognition session: a bundle's recogniser over a list of files or a live microphone,
-writing timelines (stdout, ``--log`` CSV, ``--jsonl``, one file per input in ``--out-dir``),
-reporting progress and capture problems, and keeping every row written so far on Ctrl-C.
+writing timelines (stdout, ``--log`` CSV, ``--jsonl``, one file per input in ``--out-dir``,
+the live page of ``--serve``), reporting progress and capture problems, and keeping every row
+written so far on Ctrl-C.
 
 The command line (:mod:`deepser.cli.recognize`) only parses options into
 :class:`SessionOptions` and calls :func:`recognise_files` or :func:`recognise_live`.
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from deepser.errors import RecognizerError
 from deepser.recognizer.engine import Prediction
+from deepser.recognizer.live_view import LiveView
 from deepser.recognizer.output import Outputs, columns, row
 from deepser.recognizer.pipeline import NonFiniteAudioError, Recognizer
 from deepser.recognizer.sources import FileSource, Gap, MicrophoneSource
@@ -42,6 +44,7 @@ class SessionOptions:
     with_file: bool = False  # a leading "file" column (several inputs share one output)
     min_confidence: float = 0.0  # below it a categorical task's label is "uncertain"
     plot: str | None = None  # the (single) file's timeline picture: .png or .html
+    serve: str | None = None  # [HOST:]PORT of the live timeline page (LiveView)
 
 
 class GainStatus:
@@ -104,6 +107,32 @@ def open_outputs(options: SessionOptions, tasks, with_file: bool) -> Outputs:
     return outputs
 
 
+def open_live_view(options: SessionOptions, tasks, title: str) -> LiveView | None:
+    """The ``--serve`` page, listening, its URL on stderr (also with ``-q``: the user needs
+    it); None without ``--serve``."""
+    if not options.serve:
+        return None
+    ensure_std_streams()
+    view = LiveView(options.serve, tasks, title).start()
+    print(f"live view: {view.url}", file=sys.stderr, flush=True)
+    return view
+
+
+def keep_serving(view: LiveView) -> None:
+    """The input ended: tell the page, and serve it until Ctrl-C."""
+    view.finish()
+    print(
+        f"input ended; the live view stays at {view.url} until Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
 def _predictions(recognizer: Recognizer, source: FileSource, whole: bool) -> Iterator[Prediction]:
     if whole:
         pred = recognizer.whole(source.audio)
@@ -120,7 +149,27 @@ def recognise_files(
     status: Status,
 ) -> int:
     """Recognise each (name, source) in turn; returns the exit status (130 after Ctrl-C, with
-    the rows so far written and the open segment recognised)."""
+    the rows so far written and the open segment recognised). With ``--serve``, once the
+    input ended the page is served until Ctrl-C (the status stays 0)."""
+    title = files[0][0] if len(files) == 1 else f"{len(files)} files"
+    live = open_live_view(options, recognizer.engine.tasks, f"deepser recognize: {title}")
+    try:
+        code = _recognise_files(recognizer, files, options, status, live)
+        if live is not None and code == 0:
+            keep_serving(live)
+        return code
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _recognise_files(
+    recognizer: Recognizer,
+    files: Sequence[tuple[str, FileSource]],
+    options: SessionOptions,
+    status: Status,
+    live: LiveView | None,
+) -> int:
     tasks = recognizer.engine.tasks
     with_file = options.with_file
     outputs = open_outputs(options, tasks, with_file)
@@ -149,6 +198,10 @@ def recognise_files(
             row(pred, tasks, options.output, name if with_file else None, options.min_confidence)
         )
         per_file.write(row(pred, tasks, options.output, None, options.min_confidence))
+        if live is not None:  # always with probabilities: the page shows them
+            live.write(
+                row(pred, tasks, "proba", name if with_file else None, options.min_confidence)
+            )
         n_segments += 1
 
     try:
@@ -193,8 +246,34 @@ def recognise_live(
     recognizer: Recognizer, source: MicrophoneSource, options: SessionOptions, status: Status
 ) -> int:
     """Recognise microphone input until ``--max-seconds`` or Ctrl-C (exit status 0 either
-    way; the open segment is recognised and every row is written)."""
+    way; the open segment is recognised and every row is written). With ``--serve``, when
+    ``--max-seconds`` ended the input the page is served until Ctrl-C."""
+    title = f"deepser recognize: microphone {source.device_name}"
+    live = open_live_view(options, recognizer.engine.tasks, title)
+    try:
+        code, interrupted = _recognise_live(recognizer, source, options, status, live)
+        if live is not None and not interrupted:
+            keep_serving(live)
+        return code
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _recognise_live(
+    recognizer: Recognizer,
+    source: MicrophoneSource,
+    options: SessionOptions,
+    status: Status,
+    live: LiveView | None,
+) -> tuple[int, bool]:
     engine = recognizer.engine
+
+    def write(pred: Prediction) -> None:
+        outputs.write(row(pred, engine.tasks, options.output, None, options.min_confidence))
+        if live is not None:
+            live.write(row(pred, engine.tasks, "proba", None, options.min_confidence))
+
     outputs = open_outputs(options, engine.tasks, False)
     gain_status = GainStatus(engine.gain, status)
     resampled = (
@@ -215,9 +294,7 @@ def recognise_live(
                     preds = recognizer.feed(chunk)
                 for pred in preds:
                     gain_status.update()
-                    outputs.write(
-                        row(pred, engine.tasks, options.output, None, options.min_confidence)
-                    )
+                    write(pred)
                     n_segments += 1
                 lost = source.overflows + source.dropped
                 if lost > reported and time.monotonic() - reported_at > 1.0:
@@ -230,7 +307,7 @@ def recognise_live(
             interrupted = True
         source.close()
         for pred in recognizer.flush():
-            outputs.write(row(pred, engine.tasks, options.output, None, options.min_confidence))
+            write(pred)
             n_segments += 1
     finally:
         source.close()
@@ -241,4 +318,4 @@ def recognise_live(
         f"{n_segments} segment(s) recognised, {seg.n_rejected if seg else 0} rejected, "
         f"{source.overflows} input overflow(s), {source.dropped} chunk(s) dropped"
     )
-    return 0
+    return 0, interrupted
