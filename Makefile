@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dryrun.py
 	test -f results/experiments/demo/final/bundle.json || $(BIN)/snakemake --cores all
 	$(BIN)/python benchmarks/bench_recognizer.py --bundle results/experiments/demo/final
+	$(BIN)/python benchmarks/bench_light_recognizer.py --bundle results/experiments/demo/final
 
 clean:
 	rm -rf results .snakemake data/demo data/demo-unseen
