@@ -147,3 +147,45 @@ def test_utt_id_and_shard_are_stable() -> None:
     ids = ["wav/03a01Fa", "wav/03a01Nc", "wav/03a01Wa"]
     assert [shard_of(u, 4) for u in ids] == SHARDS_4 and [shard_of(u, 7) for u in ids] == SHARDS_7
     assert len({shard_of(f"utt{i}", 4) for i in range(100)}) == 4
+
+
+def test_parallel_audio_checks_give_the_same_result(tmp_path: Path, monkeypatch) -> None:
+    from deepser.corpus import probe
+
+    monkeypatch.setattr(probe, "MIN_PARALLEL", 4)  # a pool of workers for a few files
+    monkeypatch.setattr(probe, "CHUNK_PATHS", 3)
+    make_corpus(tmp_path, 12)
+    (tmp_path / "wav" / "text.wav").write_text("not audio\n")
+    write_wav(tmp_path / "wav" / "empty.wav", tone(0.0))
+    (tmp_path / "wav" / "folder.wav").mkdir()
+    broken = ["wav/missing.wav", "wav/text.wav", "wav/empty.wav", "wav/folder.wav"]
+    rows = [f"wav/s{i % 2}/u{i}.wav\t{'angry' if i != 5 else ''}\tS{i % 3}" for i in range(12)]
+    for k, path in enumerate(broken):
+        rows.insert(3 * k + 1, f"{path}\tsad\tB")
+    text = "path\temotion\tspeaker\n" + "\n".join(rows) + "\n"
+    found = []
+    for workers in (1, 2):
+        with pytest.raises(MetaError) as err:
+            read_meta(spec(tmp_path, text), workers=workers)
+        found.append([str(p) for p in err.value.problems])
+    lines = [int(p.split(":")[1]) for p in found[0]]
+    assert found[0] == found[1] and lines == sorted(lines) and len(lines) == 5
+    assert "empty cell in column 'emotion'" in found[0][3]  # between the audio problems
+    text = text.replace("\t\tS2", "\tsad\tS2")  # the empty label filled: only audio problems
+    skip = [read_meta(spec(tmp_path, text, on_bad_audio="skip"), workers=w) for w in (1, 2)]
+    assert skip[0].table.equals(skip[1].table) and len(skip[0].table) == 12
+    assert skip[0].rejected == skip[1].rejected
+    assert [r["line"] for r in skip[0].rejected] == [3, 6, 9, 12]
+
+
+def test_one_file_named_through_links_is_a_duplicate(tmp_path: Path) -> None:
+    make_corpus(tmp_path, 2)
+    (tmp_path / "alias.wav").symlink_to(tmp_path / "wav" / "s0" / "u0.wav")  # a file link
+    (tmp_path / "s1link").symlink_to("wav/s1")  # a relative folder link
+    text = NAMED + "alias.wav\tsad\tB\ns1link/u1.wav\tsad\tB\n"
+    with pytest.raises(MetaError) as err:
+        read_meta(spec(tmp_path, text))
+    assert [str(p).split(":", 1)[1] for p in err.value.problems] == [
+        "4: duplicate audio path 'alias.wav' (first on line 2)",
+        "5: duplicate audio path 's1link/u1.wav' (first on line 3)",
+    ]

@@ -34,6 +34,7 @@ augmented copy's (``#aug<k>``).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import os
@@ -41,15 +42,18 @@ import posixpath
 import re
 import zlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from deepser.corpus.audio import check_audio
-from deepser.errors import AudioError, MetaError, Problem
+from deepser.corpus.probe import audio_problems
+from deepser.errors import MetaError, Problem
 from deepser.files import read_tsv
 
 META_FIXED_COLUMNS = ("utt_id", "audio", "shard", "line")
@@ -174,22 +178,65 @@ def outside_utt_id(written: str) -> str:
     return f"{parent}/{stem}~{digest}" if parent else f"{stem}~{digest}"
 
 
-def audio_location(path: str, folder: str | Path) -> AudioLocation:
-    """Judge a meta row's audio ``path`` (relative to the corpus ``folder``) and derive its
-    utterance id: see the module docstring for the rule."""
+class _CorpusFolder:
+    """The corpus folder as audio paths are judged against it: absolute and normalised
+    (``lexical``), and with links resolved (``resolved``, computed when first needed)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.lexical = posixpath.normpath(Path(os.path.abspath(folder)).as_posix())
+
+    @cached_property
+    def resolved(self) -> str:
+        """The folder with its links resolved."""
+        return self.folder.resolve().as_posix()
+
+
+def _locate(path: str, root: _CorpusFolder) -> AudioLocation:
+    """:func:`audio_location` against a :class:`_CorpusFolder`."""
     written = posixpath.normpath(path.replace("\\", "/"))
     absolute = written.startswith("/") or bool(_WINDOWS_DRIVE.match(written))
     leaves = not absolute and (written == ".." or written.startswith("../"))
-    root = posixpath.normpath(Path(os.path.abspath(folder)).as_posix())
-    lexical = written if absolute else posixpath.normpath(posixpath.join(root, written))
-    inside = _relative_inside(lexical, root)
-    if inside is None and absolute:  # the corpus folder reached through a link
-        inside = _relative_inside(lexical, Path(folder).resolve().as_posix())
+    if absolute:
+        inside = _relative_inside(written, root.lexical)
+        if inside is None:  # the corpus folder reached through a link
+            inside = _relative_inside(written, root.resolved)
+    elif leaves:
+        lexical = posixpath.normpath(posixpath.join(root.lexical, written))
+        inside = _relative_inside(lexical, root.lexical)
+    else:  # normalised, relative and not leaving: inside as written
+        inside = "" if written == "." else written
     if inside is not None:
         utt_id = posixpath.splitext(inside)[0]
     else:
         utt_id = outside_utt_id(written)
     return AudioLocation(written, absolute, leaves, inside, utt_id)
+
+
+def audio_location(path: str, folder: str | Path) -> AudioLocation:
+    """Judge a meta row's audio ``path`` (relative to the corpus ``folder``) and derive its
+    utterance id: see the module docstring for the rule."""
+    return _locate(path, _CorpusFolder(folder))
+
+
+class _Resolver:
+    """The file a path relative to ``folder`` names, as ``Path.resolve`` gives it (links
+    resolved), with each folder's links resolved once: a path's folder is looked up in a
+    cache, its last component resolved only when it is a link."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.base = os.path.join(os.getcwd(), folder, "")  # ends with "/"
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, written: str) -> str:
+        """The file ``written`` (a normalised path naming a file) names, links resolved."""
+        full = written if written.startswith("/") else self.base + written
+        head, _, name = full.rpartition("/")
+        real = self.folders.get(head)
+        if real is None:
+            real = self.folders[head] = os.path.realpath(head or "/")
+        path = f"{real.rstrip('/')}/{name}"
+        return os.path.realpath(path) if os.path.islink(path) else path
 
 
 def _decode(path: Path) -> str:
@@ -219,8 +266,10 @@ def _decode(path: Path) -> str:
 
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, tab-separated fields) of every line that is not blank or a comment."""
+    text = _decode(path)
+    lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
     rows = []
-    for number, line in enumerate(_LINE_END.split(_decode(path)), start=1):
+    for number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             rows.append((number, line.split("\t")))
@@ -273,13 +322,20 @@ def natural_key(value: str) -> tuple[int, float | str]:
         return (1, value)
 
 
+def _working_folder() -> str:
+    """The working folder, links resolved."""
+    return Path.cwd().resolve().as_posix()
+
+
+def _shown(resolved: str, cwd: str) -> str:
+    """A resolved path relative to the working folder ``cwd`` when inside it, else as is."""
+    inside = _relative_inside(resolved, cwd)
+    return resolved if inside is None else inside or "."
+
+
 def _display_path(path: Path) -> str:
     """A path relative to the working folder when inside it, else absolute."""
-    absolute = path.resolve()
-    try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return absolute.as_posix()
+    return _shown(path.resolve().as_posix(), _working_folder())
 
 
 def _header_problems(
@@ -356,26 +412,213 @@ def _outside_problem(rel: str, where: AudioLocation, folder: Path, corpus: str) 
     )
 
 
-def _audio_problem(path: Path) -> str | None:
-    """Why the audio file ``path`` cannot be used (None: it can)."""
-    if path.is_dir():
-        return "is a folder, not an audio file"
+def _labels(
+    spec: CorpusSpec, cells: list[str], col_idx: dict[str, int], where: tuple[str, int]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """A row's label values (``cells`` stripped, of the header's length) and their problems;
+    ``where`` is (meta file, line)."""
+    fname, line = where
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for col in spec.columns:
+        value = cells[col_idx[col.name]]
+        if value == "":
+            problems.append(Problem(fname, line, f"empty cell in column {col.name!r}"))
+            continue
+        if col.type == "continuous":
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is None or not math.isfinite(number):
+                kind = "a number" if number is None else "a finite number"
+                problems.append(Problem(fname, line, f"{col.name!r}: {value!r} is not {kind}"))
+            else:
+                values[col.name] = number
+            continue
+        if col.classes is not None and value not in col.classes:
+            if value.lstrip("-").isdigit() and 0 <= int(value) < len(col.classes):
+                value = col.classes[int(value)]
+            else:
+                problems.append(
+                    Problem(
+                        fname,
+                        line,
+                        f"{col.name!r}: {value!r} is not one of {list(col.classes)} "
+                        f"(nor an index into them)",
+                    )
+                )
+                continue
+        values[col.name] = value
+    return values, problems
+
+
+def _keep_usable_audio(
+    spec: CorpusSpec,
+    fname: str,
+    rows: list[tuple[dict[str, Any], str, str]],
+    workers: int,
+) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+    """Check the audio of ``rows`` ((record, path as written, resolved audio path) each):
+    (the records whose audio is usable, the problems of the others with ``on_bad_audio: fail``,
+    their ``rejected`` entries with ``skip``)."""
+    reasons = audio_problems([audio for _, _, audio in rows], workers)
+    kept: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    rejected: list[dict[str, Any]] = []
+    for (record, rel, _), reason in zip(rows, reasons, strict=True):
+        if reason is None:
+            kept.append(record)
+        elif spec.on_bad_audio == "skip":
+            rejected.append(
+                {
+                    "utt_id": record["utt_id"],
+                    "audio": record["audio"],
+                    "line": record["line"],
+                    "stage": "meta",
+                    "reason": reason,
+                }
+            )
+        else:
+            problems.append(Problem(fname, record["line"], f"{rel}: {reason}"))
+    return kept, problems, rejected
+
+
+class _RowChecker:
+    """Checks the data rows of a meta file one by one, collecting their problems (in line
+    order) and remembering the audio files and utterance ids seen."""
+
+    def __init__(
+        self,
+        spec: CorpusSpec,
+        fname: str,
+        n_fields: int,
+        audio_idx: int,
+        col_idx: dict[str, int],
+    ) -> None:
+        self.spec, self.fname, self.n_fields = spec, fname, n_fields
+        self.audio_idx, self.col_idx = audio_idx, col_idx
+        self.folder = Path(spec.meta).parent
+        self.root = _CorpusFolder(self.folder)
+        self.resolve = _Resolver(self.folder)
+        self.cwd = _working_folder()
+        self.seen_paths: dict[str, int] = {}
+        self.seen_ids: dict[str, int] = {}
+        self.problems: list[Problem] = []
+
+    def _problem(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.fname, line, message))
+
+    def _fields(self, line: int, cells: list[str]) -> list[str] | None:
+        """The stripped fields, trailing empty ones dropped; None (a problem) if their number
+        is not the header's."""
+        cells = [c.strip() for c in cells]
+        while len(cells) > self.n_fields and cells[-1] == "":  # trailing tabs
+            cells.pop()
+        if len(cells) == self.n_fields:
+            return cells
+        hint = ""
+        if len(cells) == 1 and len(cells[0].split()) >= self.n_fields:
+            hint = " (no tab on this line: separate the fields with tabs, not spaces)"
+        self._problem(line, f"{len(cells)} fields, the header has {self.n_fields}{hint}")
+        return None
+
+    def _audio(self, line: int, rel: str) -> tuple[AudioLocation, str] | None:
+        """Where the audio path ``rel`` points and the file it names (links resolved); None
+        (a problem) if it names no file, leaves the corpus folder or repeats a file."""
+        if not rel:
+            self._problem(line, "empty audio path")
+            return None
+        where = _locate(rel, self.root)
+        if where.inside == "" or where.written.rpartition("/")[2] in ("", ".", ".."):
+            self._problem(line, f"audio path {rel!r} does not name a file")
+            return None
+        if where.outside and not self.spec.allow_outside_paths:
+            self._problem(line, _outside_problem(rel, where, self.folder, self.spec.name))
+            return None
+        key = self.resolve(where.written)
+        if key in self.seen_paths:
+            first = self.seen_paths[key]
+            self._problem(line, f"duplicate audio path {rel!r} (first on line {first})")
+            return None
+        self.seen_paths[key] = line
+        return where, key
+
+    def _utt_id(self, line: int, utt_id: str) -> bool:
+        """Whether the utterance id is new and not like an augmented copy's (else a problem)."""
+        if utt_id in self.seen_ids:
+            self._problem(
+                line,
+                f"utterance id {utt_id!r} also on line {self.seen_ids[utt_id]} (an id is the "
+                "path without its extension); rename one of the two files",
+            )
+            return False
+        self.seen_ids[utt_id] = line
+        if _AUGMENTED_ID.search(utt_id):
+            self._problem(
+                line,
+                f"utterance id {utt_id!r} ends like an augmented copy's ('#aug<k>'); "
+                "rename the file",
+            )
+            return False
+        return True
+
+    def check(self, line: int, cells: list[str]) -> tuple[dict[str, Any], str, str] | None:
+        """(record, audio path as written, resolved audio path) of a valid row, else None (its
+        problems are added). The audio file itself is not checked."""
+        fields = self._fields(line, cells)
+        if fields is None:
+            return None
+        rel = fields[self.audio_idx]
+        found = self._audio(line, rel)
+        if found is None or not self._utt_id(line, found[0].utt_id):
+            return None
+        where, key = found
+        labels, problems = _labels(self.spec, fields, self.col_idx, (self.fname, line))
+        if problems:
+            self.problems.extend(problems)
+            return None
+        record: dict[str, Any] = {
+            "utt_id": where.utt_id,
+            "audio": _shown(key, self.cwd),
+            "shard": shard_of(where.utt_id, self.spec.n_shards),
+            "line": line,
+            **labels,
+        }
+        return record, rel, key
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic garbage collection paused, then restored: a million rows make millions of small
+    containers, none in a cycle, and the collections they trigger would cost a third of the
+    time."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        check_audio(path)
-    except AudioError as exc:
-        return exc.reason
-    return None
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def read_meta(spec: CorpusSpec, check_files: bool = True) -> MetaResult:
+def read_meta(spec: CorpusSpec, check_files: bool = True, workers: int = 1) -> MetaResult:
     """Read and validate ``spec.meta``; raise :class:`MetaError` listing every problem
-    (``file:line: what``).
+    (``file:line: what``, in line order).
 
     Audio paths outside the corpus folder are problems unless ``spec.allow_outside_paths``;
     utterance ids follow :func:`audio_location` (the module docstring has the rule). Audio files
     that are missing, unreadable, empty or folders are problems when ``on_bad_audio`` is
-    ``fail``; with ``skip`` they are left out and listed in ``rejected``.
+    ``fail``; with ``skip`` they are left out and listed in ``rejected``. Their headers are
+    checked after the rows, in ``workers`` processes when there are many
+    (:func:`deepser.corpus.probe.audio_problems`).
     """
+    with _gc_paused():
+        return _read_meta(spec, check_files, workers)
+
+
+def _read_meta(spec: CorpusSpec, check_files: bool, workers: int) -> MetaResult:
+    """:func:`read_meta`'s work."""
     meta_path = Path(spec.meta)
     fname = str(meta_path)
     if meta_path.is_dir():
@@ -398,125 +641,14 @@ def read_meta(spec: CorpusSpec, check_files: bool = True) -> MetaResult:
             [Problem(fname, header_line, "no data rows after the header (one row per audio)")]
         )
 
-    folder = meta_path.parent
-    records: list[dict[str, Any]] = []
+    checker = _RowChecker(spec, fname, len(header), audio_idx, col_idx)
+    valid = [row for line, cells in data_rows if (row := checker.check(line, cells)) is not None]
+    problems = checker.problems
+    records = [record for record, _, _ in valid]
     rejected: list[dict[str, Any]] = []
-    seen_paths: dict[str, int] = {}
-    seen_ids: dict[str, int] = {}
-    for line, cells in data_rows:
-        cells = [c.strip() for c in cells]
-        while len(cells) > len(header) and cells[-1] == "":  # trailing tabs
-            cells.pop()
-        if len(cells) != len(header):
-            hint = ""
-            if len(cells) == 1 and len(cells[0].split()) >= len(header):
-                hint = " (no tab on this line: separate the fields with tabs, not spaces)"
-            problems.append(
-                Problem(fname, line, f"{len(cells)} fields, the header has {len(header)}{hint}")
-            )
-            continue
-        rel = cells[audio_idx]
-        if not rel:
-            problems.append(Problem(fname, line, "empty audio path"))
-            continue
-        where = audio_location(rel, folder)
-        if where.inside == "" or posixpath.basename(where.written) in ("", ".", ".."):
-            problems.append(Problem(fname, line, f"audio path {rel!r} does not name a file"))
-            continue
-        if where.outside and not spec.allow_outside_paths:
-            problems.append(Problem(fname, line, _outside_problem(rel, where, folder, spec.name)))
-            continue
-        audio_path = (folder / where.written).resolve()
-        key = audio_path.as_posix()
-        if key in seen_paths:
-            problems.append(
-                Problem(
-                    fname, line, f"duplicate audio path {rel!r} (first on line {seen_paths[key]})"
-                )
-            )
-            continue
-        seen_paths[key] = line
-        utt_id = where.utt_id
-        if utt_id in seen_ids:
-            problems.append(
-                Problem(
-                    fname,
-                    line,
-                    f"utterance id {utt_id!r} also on line {seen_ids[utt_id]} (an id is the "
-                    "path without its extension); rename one of the two files",
-                )
-            )
-            continue
-        seen_ids[utt_id] = line
-        if _AUGMENTED_ID.search(utt_id):
-            problems.append(
-                Problem(
-                    fname,
-                    line,
-                    f"utterance id {utt_id!r} ends like an augmented copy's ('#aug<k>'); "
-                    "rename the file",
-                )
-            )
-            continue
-        record: dict[str, Any] = {
-            "utt_id": utt_id,
-            "audio": _display_path(audio_path),
-            "shard": shard_of(utt_id, spec.n_shards),
-            "line": line,
-        }
-        row_ok = True
-        for col in spec.columns:
-            value = cells[col_idx[col.name]]
-            if value == "":
-                problems.append(Problem(fname, line, f"empty cell in column {col.name!r}"))
-                row_ok = False
-                continue
-            if col.type == "continuous":
-                try:
-                    number = float(value)
-                except ValueError:
-                    number = None
-                if number is None or not math.isfinite(number):
-                    kind = "a number" if number is None else "a finite number"
-                    problems.append(Problem(fname, line, f"{col.name!r}: {value!r} is not {kind}"))
-                    row_ok = False
-                else:
-                    record[col.name] = number
-                continue
-            if col.classes is not None and value not in col.classes:
-                if value.lstrip("-").isdigit() and 0 <= int(value) < len(col.classes):
-                    value = col.classes[int(value)]
-                else:
-                    problems.append(
-                        Problem(
-                            fname,
-                            line,
-                            f"{col.name!r}: {value!r} is not one of {list(col.classes)} "
-                            f"(nor an index into them)",
-                        )
-                    )
-                    row_ok = False
-                    continue
-            record[col.name] = value
-        if not row_ok:
-            continue
-        if check_files:
-            reason = _audio_problem(audio_path)
-            if reason is not None:
-                if spec.on_bad_audio == "skip":
-                    rejected.append(
-                        {
-                            "utt_id": utt_id,
-                            "audio": record["audio"],
-                            "line": line,
-                            "stage": "meta",
-                            "reason": reason,
-                        }
-                    )
-                    continue
-                problems.append(Problem(fname, line, f"{rel}: {reason}"))
-                continue
-        records.append(record)
+    if check_files:
+        records, bad_audio, rejected = _keep_usable_audio(spec, fname, valid, workers)
+        problems = sorted(problems + bad_audio, key=attrgetter("line"))  # stable: line order
     if problems:
         raise MetaError(problems)
     if not records:
@@ -529,7 +661,7 @@ def read_meta(spec: CorpusSpec, check_files: bool = True) -> MetaResult:
             vocab[col.name] = {"type": "continuous"}
             continue
         classes = (
-            list(col.classes) if col.classes else sorted(set(table[col.name]), key=natural_key)
+            list(col.classes) if col.classes else sorted(table[col.name].unique(), key=natural_key)
         )
         vocab[col.name] = {"type": "categorical", "classes": classes}
     return MetaResult(table=table, vocab=vocab, rejected=rejected)
