@@ -4,6 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import deepser
+from deepser.corpus.manifest import manifest_name, recorded_sources, refresh_manifest
 from deepser.corpus.meta import read_table
 from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
 from deepser.errors import rerun_recovery
@@ -64,6 +65,16 @@ def alternatives(names):
     return "|".join(map(re.escape, names))
 
 
+def meta_threads(wildcards):
+    """Threads of a corpus's meta check: one per 2 MB of meta file (about 40,000 rows), up to
+    8 (Snakemake lowers it to --cores); 1 while the meta file does not exist yet."""
+    try:
+        size = Path(CORPORA[wildcards.corpus]["meta"]).stat().st_size
+    except OSError:
+        return 1
+    return min(8, 1 + size // 2_000_000)
+
+
 def mem_mb(base):
     """Memory that grows with each retry (cluster retries after an out-of-memory kill)."""
     return lambda wildcards, attempt: base * attempt
@@ -86,20 +97,33 @@ def _meta_table(path, mtime):
         )
 
 
-def shard_rows(corpus, shard):
+def _shard_table_rows(corpus, shard):
     """(utt_id, audio path) of one shard, from the validated meta (after the checkpoint)."""
     meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
     table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
     rows = table[table["shard"] == int(shard)]
-    return [(u, a) for u, a in zip(rows["utt_id"], rows["audio"])]
+    return list(zip(rows["utt_id"], rows["audio"]))
 
 
-def shard_audio(wildcards):
-    return [audio for _, audio in shard_rows(wildcards.corpus, wildcards.shard)]
+@lru_cache(maxsize=None)
+def _fresh_manifest(corpus, shard):
+    """The manifest of one shard (written by the meta checkpoint), brought up to date with
+    its audio files (deepser.corpus.manifest: rewritten only when a file's content changed).
+    """
+    folder = checkpoints.prepare_meta.get(corpus=corpus).output.shards
+    path = f"{folder}/{manifest_name(shard)}"
+    features = Path(RESULTS, "corpora", corpus, "features").glob(f"*/shard-{shard}.h5")
+    refresh_manifest(
+        path,
+        recorded=lambda: recorded_sources(sorted(features)),
+        rows=lambda: _shard_table_rows(corpus, shard),
+    )
+    return path
 
 
-def shard_params(wildcards):
-    return shard_rows(wildcards.corpus, wildcards.shard)
+def shard_manifest(wildcards):
+    """A shard job's input: its manifest instead of its audio files (one file to examine)."""
+    return _fresh_manifest(wildcards.corpus, wildcards.shard)
 
 
 def gain_input(wildcards):

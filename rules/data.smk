@@ -59,15 +59,16 @@ checkpoint prepare_meta:
         meta=f"{RESULTS}/corpora/{{corpus}}/meta.tsv",
         vocab=f"{RESULTS}/corpora/{{corpus}}/vocab.json",
         rejected=f"{RESULTS}/corpora/{{corpus}}/rejected.tsv",
+        shards=directory(f"{RESULTS}/corpora/{{corpus}}/shards"),  # one manifest per shard
     log:
         f"{RESULTS}/logs/prepare_meta/{{corpus}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_meta/{{corpus}}.tsv"
     conda:
         "../envs/deepser.yaml"
-    threads: 1
+    threads: meta_threads  # audio headers are checked in parallel on large corpora
     resources:
-        mem_mb=mem_mb(1000),
+        mem_mb=mem_mb(2000),
         runtime=30,
     params:
         corpus=lambda w: CORPORA[w.corpus],
@@ -77,7 +78,7 @@ checkpoint prepare_meta:
 
 rule gain_stats:
     input:
-        audio=shard_audio,
+        manifest=shard_manifest,
         code=code("gain_stats.py"),
     output:
         f"{RESULTS}/corpora/{{corpus}}/gain/sr{{rate}}/shard-{{shard}}.json",
@@ -91,8 +92,6 @@ rule gain_stats:
     resources:
         mem_mb=mem_mb(1000),
         runtime=60,
-    params:
-        rows=shard_params,
     script:
         "../scripts/gain_stats.py"
 

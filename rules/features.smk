@@ -3,7 +3,7 @@
 
 rule extract_features:
     input:
-        audio=shard_audio,
+        manifest=shard_manifest,
         gain=gain_input,
         code=code("extract_features.py"),
     output:
@@ -19,7 +19,6 @@ rule extract_features:
         mem_mb=mem_mb(2000),
         runtime=120,
     params:
-        rows=shard_params,
         spec=lambda w: feature_spec(config, w.featureset),
         gain=lambda w: gain_config(config, w.featureset),
         on_bad_audio=lambda w: CORPORA[w.corpus].get("on_bad_audio", "fail"),

@@ -1,17 +1,20 @@
 """Snakemake entry point: features of one shard of a corpus into an H5 shard file."""
 
+from deepser.corpus.manifest import read_manifest
 from deepser.features.extraction import extract_shard, shard_gain
 from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:
     gain = shard_gain(sm.params.gain, sm.input.gain[0] if sm.input.gain else None)
-    log.info("feature spec %s, gain %s, %d utterances", sm.params.spec, gain, len(sm.params.rows))
+    entries = read_manifest(sm.input.manifest)
+    log.info("feature spec %s, gain %s, %d utterances", sm.params.spec, gain, len(entries))
     extract_shard(
-        sm.params.rows,
+        [(e.utt_id, e.audio) for e in entries],
         sm.params.spec,
         gain,
         sm.output[0],
         sm.params.on_bad_audio,
         augment=sm.params.augment,
+        states={e.utt_id: e.state for e in entries},
     )

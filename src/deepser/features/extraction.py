@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from deepser.corpus.audio import load_audio
 from deepser.corpus.gain import apply_gain, resolve_gain, shard_stats
+from deepser.corpus.manifest import file_digest
 from deepser.errors import AudioError, BadAudioError, DamagedFileError, FeatureError, rerun_recovery
 from deepser.features.augment import augmented_id, copy_rng, perturb
 from deepser.features.registry import extract
@@ -64,20 +65,27 @@ def extract_shard(
     on_bad_audio: str = "fail",
     augment: Mapping[str, Any] | None = None,
     transform: Callable[[np.ndarray, int, str], np.ndarray] | None = None,
+    states: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Compute ``spec`` features for every row into the shard file ``out``; with ``augment``
     (:func:`deepser.features.augment.waveform_config`), also its perturbed copies
     ``<utt_id>#aug<k>``; with ``transform(y, sample_rate, utt_id)``, of the transformed audio
-    (before the gain normalisation, as a recording made that way would be).
+    (before the gain normalisation, as a recording made that way would be). With ``states``
+    (utt_id -> (size, mtime_ns), from the shard's manifest), each file's content digest is
+    recorded in the shard with its state (:mod:`deepser.corpus.manifest` re-runs the shard only
+    when the content changes).
 
     Returns the rejected utterances (``on_bad_audio: skip``); with ``fail``, raises
     :class:`BadAudioError` naming every bad file once the whole shard has been checked.
     """
     bad: list[dict[str, Any]] = []
+    sources: list[tuple[str, str, int, int]] = []
     sr = int(spec["sample_rate"])
 
     def items() -> Iterator[tuple[str, np.ndarray]]:
         for utt_id, audio in _progress(rows, "features"):
+            if states is not None:
+                sources.append((utt_id, file_digest(audio), *states[utt_id]))
             try:
                 y = load_audio(audio, spec["sample_rate"])
                 if transform is not None:
@@ -114,6 +122,8 @@ def extract_shard(
         attrs = {"feature_spec": dict(spec), "gain": dict(gain), "rejected": bad}
         return {**attrs, "augment": dict(augment)} if augment else attrs
 
-    n = write_feature_shard(out, items(), final_attrs)
+    n = write_feature_shard(
+        out, items(), final_attrs, (lambda: sources) if states is not None else None
+    )
     log.info("%d utterances written to %s, %d rejected", n, out, len(bad))
     return bad

@@ -10,7 +10,7 @@ damaged afterwards is named, with the recovery, by :class:`FeatureShard` (openin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,14 @@ def write_feature_shard(
     path: str | Path,
     items: Iterable[tuple[str, np.ndarray]],
     attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+    sources: Callable[[], Sequence[tuple[str, str, int, int]]] | None = None,
 ) -> int:
     """Stream ``(utt_id, (frames, D) array)`` items into a shard file; return the count written.
 
     ``attrs`` may be a callable, called once all items are written (it may raise to discard the
-    file)."""
+    file). ``sources()``, called then too, gives the audio the items were read from, as
+    (utt_id, digest, size, mtime_ns): written as the ``source_*`` datasets that
+    :mod:`deepser.corpus.manifest` compares audio files with."""
     ids: list[str] = []
     offsets = [0]
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
@@ -63,7 +66,17 @@ def write_feature_shard(
         h5.create_dataset("utt_id", data=np.asarray(ids, dtype=object), dtype=STR)
         final = attrs() if callable(attrs) else attrs
         write_attrs(h5, final)
+        if sources is not None:
+            _write_sources(h5, sources())
     return len(ids)
+
+
+def _write_sources(h5: h5py.File, sources: Sequence[tuple[str, str, int, int]]) -> None:
+    ids, digests, sizes, mtimes = zip(*sources, strict=True) if sources else ((), (), (), ())
+    h5.create_dataset("source_utt_id", data=np.asarray(ids, dtype=object), dtype=STR)
+    h5.create_dataset("source_digest", data=np.asarray(digests, dtype=object), dtype=STR)
+    h5.create_dataset("source_size", data=np.asarray(sizes, dtype=np.int64))
+    h5.create_dataset("source_mtime_ns", data=np.asarray(mtimes, dtype=np.int64))
 
 
 def shard_recovery(path: str | Path) -> str:
@@ -87,7 +100,7 @@ class FeatureShard:
             shard_recovery(path) if recover == "workflow" else recover,
             written_whole=True,
         )
-        self._h5 = self.file.open()
+        self._h5 = self.file.open(chunk_cache=0)  # slices are read whole: no cache needed
         try:
             self.attrs = self.file.attrs(self._h5)
             self._feat = self.file.dataset(self._h5, "feat", ndim=2)

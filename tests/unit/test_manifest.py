@@ -1,0 +1,153 @@
+"""Shard manifests: written by the meta stage, refreshed while the workflow plans; a shard's
+manifest changes exactly when one of its audio files' content changes (real files, real
+feature shards)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepser.corpus.manifest import (
+    Entry,
+    file_digest,
+    read_manifest,
+    read_sources,
+    recorded_sources,
+    refresh_manifest,
+    shard_rows,
+    write_manifests,
+)
+from deepser.features.extraction import extract_shard
+from deepser.features.registry import resolve_spec
+
+SPEC = resolve_spec({"type": "logmel", "sample_rate": 16000, "n_mels": 24})
+
+
+def _wav(path: Path, seed: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y = np.random.default_rng(seed).normal(0, 0.1, 8000).astype(np.float32)
+    sf.write(path, y, 16000, subtype="PCM_16")
+    return str(path)
+
+
+@pytest.fixture
+def shard(tmp_path: Path):
+    """Three files in shard 0 (one more in shard 1), their manifests and shard 0's features
+    extracted from the manifest as the workflow does."""
+    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), 0 if i < 3 else 1) for i in range(4)]
+    folder = tmp_path / "shards"
+    write_manifests(folder, rows, 3)
+    manifest = folder / "shard-0.tsv"
+    entries = read_manifest(manifest)
+    features = tmp_path / "features/shard-0.h5"
+    extract_shard(
+        shard_rows(manifest), SPEC, {"method": "none"}, features,
+        states={e.utt_id: e.state for e in entries},
+    )  # fmt: skip
+    return manifest, features, rows
+
+
+def _refresh(manifest: Path, features: Path, rows) -> bool:
+    return refresh_manifest(
+        manifest,
+        recorded=lambda: recorded_sources([features]),
+        rows=lambda: [(u, a) for u, a, k in rows if k == 0],
+    )
+
+
+def _later(path: str, seconds: int = 5) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 10**9))
+
+
+def test_manifests_hold_every_shard_with_each_files_state(shard, tmp_path: Path) -> None:
+    manifest, features, rows = shard
+    assert [e.utt_id for e in read_manifest(manifest)] == ["u0", "u1", "u2"]
+    assert [e.utt_id for e in read_manifest(tmp_path / "shards/shard-1.tsv")] == ["u3"]
+    assert read_manifest(tmp_path / "shards/shard-2.tsv") == []  # an empty shard has one too
+    entry = read_manifest(manifest)[1]
+    st = os.stat(rows[1][1])
+    assert entry == Entry("u1", rows[1][1], st.st_size, st.st_mtime_ns)
+    sources = read_sources(features)
+    assert sources["u1"].digest == file_digest(rows[1][1]) and sources["u1"].size == st.st_size
+
+
+def test_unchanged_files_leave_the_manifest_alone(shard) -> None:
+    manifest, features, rows = shard
+    before = manifest.read_bytes(), manifest.stat().st_mtime_ns
+    assert not _refresh(manifest, features, rows)
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+
+
+def test_a_touch_changes_nothing_and_is_hashed_once(shard, monkeypatch) -> None:
+    manifest, features, rows = shard
+    before = manifest.read_bytes()
+    _later(rows[0][1])
+    assert not _refresh(manifest, features, rows)
+    assert manifest.read_bytes() == before
+    # the verified state is remembered: no second digest of the file
+    import deepser.corpus.manifest as module
+
+    monkeypatch.setattr(module, "file_digest", lambda path: pytest.fail(f"hashed {path}"))
+    assert not _refresh(manifest, features, rows)
+
+
+def test_changed_content_of_the_same_size_rewrites_the_manifest(shard) -> None:
+    manifest, features, rows = shard
+    before = read_manifest(manifest)
+    y, sr = sf.read(rows[2][1], dtype="float32")
+    sf.write(rows[2][1], y * 0.5, sr, subtype="PCM_16")  # same size, other samples
+    assert os.stat(rows[2][1]).st_size == before[2].size
+    assert _refresh(manifest, features, rows)
+    after = read_manifest(manifest)
+    assert after[:2] == before[:2] and after[2].mtime_ns == os.stat(rows[2][1]).st_mtime_ns
+    assert not _refresh(manifest, features, rows)  # stable until the next change
+
+
+def test_restoring_the_extracted_content_restores_the_manifest(shard) -> None:
+    manifest, features, rows = shard
+    original_bytes = manifest.read_bytes()
+    wav = Path(rows[1][1])
+    original = wav.read_bytes()
+    wav.write_bytes(original[:-2] + b"\x01\x02")
+    _later(str(wav), 3)
+    assert _refresh(manifest, features, rows)
+    wav.write_bytes(original)  # back to what the features were extracted from
+    _later(str(wav), 9)
+    assert _refresh(manifest, features, rows)
+    assert manifest.read_bytes() == original_bytes  # its checksum is the recorded one again
+
+
+def test_a_missing_file_or_a_new_size_rewrites_the_manifest(shard) -> None:
+    manifest, features, rows = shard
+    Path(rows[0][1]).unlink()
+    assert _refresh(manifest, features, rows)
+    assert read_manifest(manifest)[0].state == (-1, 0)
+    _wav(Path(rows[0][1]), 99)
+    with open(rows[0][1], "ab") as f:
+        f.write(b"\0\0")
+    assert _refresh(manifest, features, rows)
+    assert read_manifest(manifest)[0].size == os.stat(rows[0][1]).st_size
+
+
+def test_a_lost_or_damaged_manifest_is_rebuilt_with_the_extracted_states(shard) -> None:
+    manifest, features, rows = shard
+    original = manifest.read_bytes()
+    _later(rows[2][1])  # touched since the extraction: still the extracted content
+    for damage in (lambda: manifest.unlink(), lambda: manifest.write_bytes(b"\xff\x00garbage")):
+        damage()
+        assert _refresh(manifest, features, rows)
+        assert manifest.read_bytes() == original
+
+
+def test_without_a_record_a_differing_file_counts_as_changed(shard, tmp_path: Path) -> None:
+    manifest, features, rows = shard
+    _later(rows[0][1])
+    assert refresh_manifest(manifest, recorded=dict, rows=list)
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"not hdf5")
+    assert read_sources(damaged) == {} and read_sources(tmp_path / "absent.h5") == {}
