@@ -104,6 +104,7 @@ def build_database(
             where = {u: s for s in opened for u in s.index}
             table = with_augmented_copies(table[table["utt_id"].isin(where.keys())], where)
             table["src"] = [where[u] for u in table["utt_id"]]
+            del where
             tables.append(table)
             vocabs.append(vocab)
             shards += opened
@@ -116,6 +117,7 @@ def build_database(
                 raise ValueError(f"task {task!r} is not a column of corpus {', '.join(missing)}")
             task_vocab[task] = merge_vocab(task, [v[task] for v in vocabs])
         rows = pd.concat(tables, ignore_index=True)
+        tables.clear()  # the copies go: the build holds one table
         if rows.empty:
             raise ValueError("no utterance with features: nothing to build")
         multi = len(corpora) > 1
@@ -260,9 +262,10 @@ def check_shards(corpus: CorpusInput, table: pd.DataFrame, shards: Sequence[Feat
             raise shard.file.fail(f"no {', '.join(missing)} attribute(s); not a complete shard")
     if "shard" not in table or table.empty or int(table["shard"].max()) >= len(shards):
         return
-    for k, shard in enumerate(shards):
+    per_shard = table.groupby("shard")["utt_id"]  # one pass, not one mask per shard
+    for k, expected in per_shard:
+        shard = shards[int(k)]
         rejected = {str(r.get("utt_id")) for r in shard.attrs.get("rejected", [])}
-        expected = table.loc[table["shard"] == k, "utt_id"]
         missing = [u for u in expected if u not in shard.index and u not in rejected]
         if missing:
             raise shard.file.fail(
