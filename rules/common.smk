@@ -1,11 +1,18 @@
 # Config validation and every helper function of the workflow (rules stay declarative).
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import deepser
-from deepser.corpus.manifest import manifest_name, recorded_sources, refresh_manifest
+from deepser.corpus.manifest import (
+    manifest_name,
+    recorded_sources,
+    refresh_manifest,
+    start_unchanged_check,
+)
 from deepser.corpus.meta import read_table
+from deepser.corpus.summary import distinct_rows
 from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
 from deepser.errors import rerun_recovery
 from deepser.workflow.code import library_modules
@@ -105,6 +112,32 @@ def _shard_table_rows(corpus, shard):
     return list(zip(rows["utt_id"], rows["audio"]))
 
 
+def _check_manifests(corpus):
+    """Start checking which shards of a corpus have every audio file in its manifest's
+    state (deepser.corpus.manifest; a million files: one stat each, in parallel processes).
+    """
+    folder = f"{RESULTS}/corpora/{corpus}/shards"
+    paths = [f"{folder}/{manifest_name(k)}" for k in range(CORPORA[corpus]["n_shards"])]
+    return start_unchanged_check(paths, min(8, len(os.sched_getaffinity(0))))
+
+
+# Started now, while the workflow is parsed and planned: the answers are used only once the
+# corpus's meta checkpoint is complete (a cluster job checks its own shard instead).
+_MANIFEST_CHECKS = {
+    corpus: _check_manifests(corpus)
+    for corpus in CORPORA
+    if not workflow.remote_exec and Path(RESULTS, "corpora", corpus, "shards").is_dir()
+}
+
+
+@lru_cache(maxsize=None)
+def _unchanged_shards(corpus):
+    """The shards of a corpus whose audio files are all in their manifest's state."""
+    checkpoints.prepare_meta.get(corpus=corpus)  # complete: its manifests were checked
+    collect = _MANIFEST_CHECKS.pop(corpus, None) or _check_manifests(corpus)
+    return frozenset(k for k, unchanged in enumerate(collect()) if unchanged)
+
+
 @lru_cache(maxsize=None)
 def _fresh_manifest(corpus, shard):
     """The manifest of one shard (written by the meta checkpoint), brought up to date with
@@ -112,6 +145,8 @@ def _fresh_manifest(corpus, shard):
     """
     folder = checkpoints.prepare_meta.get(corpus=corpus).output.shards
     path = f"{folder}/{manifest_name(shard)}"
+    if not workflow.remote_exec and int(shard) in _unchanged_shards(corpus):
+        return path  # a cluster job checks its own shard only, below
     features = Path(RESULTS, "corpora", corpus, "features").glob(f"*/shard-{shard}.h5")
     refresh_manifest(
         path,
@@ -194,6 +229,28 @@ def experiment_db_rejected(wildcards):
     return f"{RESULTS}/db/{EXPERIMENTS[wildcards.experiment]['database']}.rejected.tsv"
 
 
+def _meta_stamps(corpora):
+    """(corpus, validated meta path, its mtime) of each corpus (after the checkpoint)."""
+    stamps = []
+    for corpus in corpora:
+        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
+        stamps.append((corpus, meta, Path(meta).stat().st_mtime_ns))
+    return tuple(stamps)
+
+
+@lru_cache(maxsize=None)
+def _distinct_rows(stamps, columns):
+    """The distinct rows of ``columns`` in the validated meta files (``stamps``: the cache
+    key) with their counts: (corpus, values..., count) tuples, cached next to each meta file
+    (deepser.corpus.summary): a million-row meta is a few hundred rows to the fold checks.
+    """
+    out = []
+    for corpus, meta, mtime in stamps:
+        read = lambda meta=meta, mtime=mtime: _meta_table(meta, mtime)
+        out += [(corpus, *row) for row in distinct_rows(meta, columns, read)]
+    return out
+
+
 def database_n_folds(name):
     """Folds of a database, as the database build decides them: its n_folds, or one per
     group of the validated meta files (read after the prepare_meta checkpoint); 0 without
@@ -204,15 +261,9 @@ def database_n_folds(name):
         return 0
 
     def groups():
-        labels = []
-        for corpus in db["corpora"]:
-            meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
-            table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
-            values = list(table[fold_by])
-            labels += group_labels(
-                [corpus] * len(values), values, len(db["corpora"]) > 1
-            )
-        return labels
+        rows = _distinct_rows(_meta_stamps(db["corpora"]), (fold_by,))
+        corpora, values = [r[0] for r in rows], [r[1] for r in rows]
+        return group_labels(corpora, values, len(db["corpora"]) > 1)
 
     return count_folds(db.get("n_folds"), groups)
 
@@ -242,20 +293,22 @@ def _fold_check(name, stamps):
     db = DATABASES[name]
     fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
     multi = len(db["corpora"]) > 1
-    groups, speakers, labels = [], [], {t: [] for t in _categorical_tasks(db)}
-    for corpus in db["corpora"]:
-        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
-        table = _meta_table(meta, Path(meta).stat().st_mtime_ns)
-        source = [corpus] * len(table)
-        groups += group_labels(source, list(table[fold_by]), multi)
-        has_speaker = all("speaker" in CORPORA[c]["columns"] for c in db["corpora"])
-        speakers += (
-            group_labels(source, list(table["speaker"]), multi)
-            if has_speaker
-            else [""] * len(table)
-        )
-        for task in labels:
-            labels[task] += list(table[task])
+    tasks = _categorical_tasks(db)
+    has_speaker = all("speaker" in CORPORA[c]["columns"] for c in db["corpora"])
+    columns = (fold_by, *(("speaker",) if has_speaker else ()), *tasks)
+    rows = _distinct_rows(
+        stamps, tuple(dict.fromkeys(columns))
+    )  # each row once, counted
+    index = {c: 1 + i for i, c in enumerate(dict.fromkeys(columns))}
+    corpora = [r[0] for r in rows]
+    groups = group_labels(corpora, [r[index[fold_by]] for r in rows], multi)
+    speakers = (
+        group_labels(corpora, [r[index["speaker"]] for r in rows], multi)
+        if has_speaker
+        else [""] * len(rows)
+    )
+    labels = {t: [r[index[t]] for r in rows] for t in tasks}
+    weights = [r[-1] for r in rows]
     users = [e for e, exp in EXPERIMENTS.items() if exp["database"] == name]
     where = f"databases.{name}"
     errors, warnings = fold_problems(
@@ -265,6 +318,7 @@ def _fold_check(name, stamps):
         _validation_needs(users),
         where,
         speakers=speakers,
+        weights=weights,
     )
     for kind, entries, key in (
         ("fusions", FUSIONS, "members"),
@@ -281,6 +335,7 @@ def _fold_check(name, stamps):
                 _validation_needs(members),
                 f"{kind}.{entry_name} ({where})",
                 speakers=speakers,
+                weights=weights,
             )
     for warning in warnings:  # once per run (cached)
         logger.warning(f"Warning: {warning}")
@@ -294,11 +349,7 @@ def check_folds(name):
     db = DATABASES[name]
     if not db.get("fold_by", DEFAULT_FOLD_BY):
         return
-    stamps = []
-    for corpus in db["corpora"]:
-        meta = checkpoints.prepare_meta.get(corpus=corpus).output.meta
-        stamps.append(Path(meta).stat().st_mtime_ns)
-    errors, _ = _fold_check(name, tuple(stamps))
+    errors, _ = _fold_check(name, _meta_stamps(db["corpora"]))
     if errors:
         raise WorkflowError(
             "the folds cannot be trained:\n" + "\n".join(f"  {e}" for e in errors)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -19,8 +20,11 @@ from deepser.corpus.manifest import (
     recorded_sources,
     refresh_manifest,
     shard_rows,
+    start_unchanged_check,
+    unchanged_manifests,
     write_manifests,
 )
+from deepser.corpus.summary import distinct_rows
 from deepser.features.extraction import extract_shard
 from deepser.features.registry import resolve_spec
 
@@ -151,3 +155,34 @@ def test_without_a_record_a_differing_file_counts_as_changed(shard, tmp_path: Pa
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(b"not hdf5")
     assert read_sources(damaged) == {} and read_sources(tmp_path / "absent.h5") == {}
+
+
+def test_the_parallel_check_agrees_with_the_serial_one(tmp_path: Path) -> None:
+    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), i % 6) for i in range(18)]
+    write_manifests(tmp_path / "shards", rows, 6)
+    paths = [tmp_path / "shards" / f"shard-{k}.tsv" for k in range(6)] + [tmp_path / "none.tsv"]
+    _later(rows[4][1])  # shard 4: a file in another state
+    expected = [True, True, True, True, False, True, False]
+    assert unchanged_manifests(paths, 1) == expected
+    assert unchanged_manifests(paths, 2) == expected  # two child processes
+    collect = start_unchanged_check(paths, 3)
+    (tmp_path / "shards/shard-0.tsv").write_text("rewritten meanwhile\n")
+    assert collect() == [False, *expected[1:]]  # a manifest rewritten since is checked again
+
+
+def test_distinct_rows_are_counted_once_and_cached_per_meta_version(tmp_path: Path) -> None:
+    meta = tmp_path / "meta.tsv"
+    table = pd.DataFrame({"speaker": ["a", "a", "b", "a"], "emotion": ["x", "y", "x", "x"]})
+    meta.write_text(table.to_csv(sep="\t", index=False))
+    reads = []
+
+    def read() -> pd.DataFrame:
+        reads.append(1)
+        return pd.read_csv(meta, sep="\t", dtype=str)
+
+    rows = distinct_rows(meta, ("speaker", "emotion"), read)
+    assert rows == [("a", "x", 2), ("a", "y", 1), ("b", "x", 1)]
+    assert distinct_rows(meta, ("speaker",), read) == [("a", 3), ("b", 1)]
+    assert distinct_rows(meta, ("speaker", "emotion"), read) == rows and len(reads) == 2
+    meta.write_text(table.iloc[:2].to_csv(sep="\t", index=False))  # a new version
+    assert distinct_rows(meta, ("speaker",), read) == [("a", 2)] and len(reads) == 3

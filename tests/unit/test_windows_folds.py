@@ -71,3 +71,17 @@ def test_k_folds_are_balanced_and_disjoint(rng: np.random.Generator) -> None:
     assert sizes.max() - sizes.min() <= max(groups.count(g) for g in set(groups))
     with pytest.raises(ValueError, match="only 13 distinct groups"):
         assign_folds(groups, n_folds=14)
+
+
+def test_folds_of_a_table_equal_those_of_its_distinct_rows_with_counts() -> None:
+    from collections import Counter
+
+    from deepser.database.folds import assign_folds
+
+    rng = np.random.default_rng(3)
+    groups = [f"s{k}" for k in rng.integers(0, 9, 500)]
+    counts = Counter(groups)
+    for n_folds in (None, 2, 4):
+        assert assign_folds(groups, n_folds) == assign_folds(
+            list(counts), n_folds, list(counts.values())
+        )

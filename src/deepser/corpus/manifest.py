@@ -30,6 +30,8 @@ import csv
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +165,64 @@ def _all_unchanged(path: Path) -> bool:
     except (OSError, ValueError):  # unreadable, a missing file, ...: the careful path decides
         return False
     return True
+
+
+def unchanged_manifests(paths: Sequence[str | Path], workers: int = 1) -> list[bool]:
+    """For each manifest, whether every file of it is in its entry's state (the fast check of
+    :func:`refresh_manifest`), checked in ``workers`` child processes: see
+    :func:`start_unchanged_check`."""
+    return start_unchanged_check(paths, workers)()
+
+
+def start_unchanged_check(
+    paths: Sequence[str | Path], workers: int = 1
+) -> Callable[[], list[bool]]:
+    """Start :func:`unchanged_manifests`'s check in ``workers`` child processes and return the
+    function that waits for its answer, so the caller can do other work meanwhile (a million
+    files are stat'ed in about half the time on 2 cores; threads would contend for the
+    interpreter lock). A child that fails leaves its manifests to a serial check."""
+    names = [str(p) for p in paths]
+    if workers <= 1 or len(names) < 2 * workers:
+        return lambda: [_all_unchanged(Path(p)) for p in names]
+    started = [file_state(p) for p in names]  # a manifest rewritten since is checked again
+    parts = [names[i::workers] for i in range(workers)]
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds the package
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from deepser.corpus.manifest import _report_unchanged; _report_unchanged()"
+    )
+    procs = []
+    for part in parts:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        proc.stdin.write("\n".join(part) + "\n")  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        procs.append(proc)
+
+    def collect() -> list[bool]:
+        results: dict[str, bool] = {}
+        for proc, part in zip(procs, parts, strict=True):
+            out = proc.stdout.read().strip()  # type: ignore[union-attr]
+            proc.stdout.close()  # type: ignore[union-attr]
+            if proc.wait() == 0 and len(out) == len(part):
+                results.update(zip(part, (c == "1" for c in out), strict=True))
+        return [
+            results[p] if p in results and file_state(p) == state else _all_unchanged(Path(p))
+            for p, state in zip(names, started, strict=True)
+        ]
+
+    return collect
+
+
+def _report_unchanged() -> None:
+    """A child of :func:`unchanged_manifests`: manifest paths on stdin, 1 or 0 each out."""
+    paths = sys.stdin.read().split("\n")
+    sys.stdout.write("".join("1" if _all_unchanged(Path(p)) else "0" for p in paths if p))
 
 
 def refresh_manifest(

@@ -10,15 +10,23 @@ from deepser.corpus.meta import natural_key
 DEFAULT_FOLD_BY = "speaker"  # the meta column that keeps utterances of one value in one fold
 
 
-def assign_folds(groups: Sequence[str], n_folds: int | None = None) -> dict[str, int]:
-    """Map every distinct group to a fold index.
+def assign_folds(
+    groups: Sequence[str], n_folds: int | None = None, weights: Sequence[int] | None = None
+) -> dict[str, int]:
+    """Map every distinct group to a fold index (``weights``: rows each entry of ``groups``
+    stands for, default 1: a table compressed to its distinct rows gives the same folds).
 
     ``n_folds=None``: one fold per group (leave-one-group-out), in natural sorted order of the
     group values (not in order of appearance, as the original toolkit did). Otherwise groups go,
     largest first, to the fold with the fewest utterances so far (ties: the lower fold), which
     balances fold sizes.
     """
-    counts = Counter(groups)
+    counts: Counter[str] = Counter()
+    if weights is None:
+        counts.update(groups)
+    else:
+        for group, weight in zip(groups, weights, strict=True):
+            counts[group] += int(weight)
     ordered = sorted(counts, key=natural_key)
     if n_folds is None:
         return {g: k for k, g in enumerate(ordered)}

@@ -46,10 +46,10 @@ def _is_label(value: Any) -> bool:
 
 
 def _fold_rows(
-    groups: Sequence[str], n_folds: int | None
+    groups: Sequence[str], n_folds: int | None, weights: Sequence[int] | None = None
 ) -> tuple[dict[str, int], list[list[str]]]:
     """The fold of each group, and each fold's groups (natural order)."""
-    assignment = assign_folds(groups, n_folds)
+    assignment = assign_folds(groups, n_folds, weights)
     folds: list[list[str]] = [[] for _ in range(max(assignment.values()) + 1)]
     for group, fold in assignment.items():
         folds[fold].append(group)
@@ -84,6 +84,7 @@ def fold_problems(
     where: str,
     *,
     speakers: Sequence[str] | None = None,
+    weights: Sequence[int] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(errors, warnings) of the folds a database would get.
 
@@ -94,7 +95,9 @@ def fold_problems(
     group); ``needs_validation``: the experiments train with a validation split
     (:func:`needs_validation_split`); ``speakers``: the rows' speakers as the database stores
     them (its ``speaker`` column, qualified like the groups, ``""`` for every row when the
-    corpora have none), which the validation split draws from; default ``groups``.
+    corpora have none), which the validation split draws from; default ``groups``;
+    ``weights``: how many rows each entry stands for (default 1), so a large table can be
+    passed as its distinct (group, speaker, labels) rows with their counts.
 
     Errors: fewer than 2 groups, ``n_folds`` below 2 or above the number of groups, and with
     ``needs_validation`` every fold that leaves fewer than 2 training speakers (the training
@@ -116,7 +119,7 @@ def fold_problems(
     spk = groups if speakers is None else [str(s) for s in speakers]
     if len(spk) != len(groups):
         raise ValueError(f"{len(spk)} speakers for {len(groups)} rows")
-    assignment, folds = _fold_rows(groups, n_folds)
+    assignment, folds = _fold_rows(groups, n_folds, weights)
     row_fold = [assignment[g] for g in groups]
     if needs_validation:
         short = []
@@ -170,6 +173,7 @@ def inner_fold_problems(
     where: str,
     *,
     speakers: Sequence[str] | None = None,
+    weights: Sequence[int] | None = None,
 ) -> list[str]:
     """Errors of the inner folds (``inner_folds`` of a weighted or stacking fusion, or of a
     selection) inside every outer fold, as :func:`deepser.training.split.inner_speakers` and
@@ -180,7 +184,7 @@ def inner_fold_problems(
     if _count_problems(_sorted(set(groups)), n_folds, where):
         return []
     spk = groups if speakers is None else [str(s) for s in speakers]
-    assignment, folds = _fold_rows(groups, n_folds)
+    assignment, folds = _fold_rows(groups, n_folds, weights)
     row_fold = [assignment[g] for g in groups]
     errors = []
     for k in range(len(folds)):
