@@ -118,7 +118,10 @@ def _check_manifests(corpus):
     """
     folder = f"{RESULTS}/corpora/{corpus}/shards"
     paths = [f"{folder}/{manifest_name(k)}" for k in range(CORPORA[corpus]["n_shards"])]
-    return start_unchanged_check(paths, min(8, len(os.sched_getaffinity(0))))
+    # one core is left to Snakemake, which plans meanwhile
+    return start_unchanged_check(
+        paths, min(8, max(1, len(os.sched_getaffinity(0)) - 1))
+    )
 
 
 # Started now, while the workflow is parsed and planned: the answers are used only once the

@@ -158,11 +158,11 @@ def test_without_a_record_a_differing_file_counts_as_changed(shard, tmp_path: Pa
 
 
 def test_the_parallel_check_agrees_with_the_serial_one(tmp_path: Path) -> None:
-    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), i % 6) for i in range(18)]
-    write_manifests(tmp_path / "shards", rows, 6)
-    paths = [tmp_path / "shards" / f"shard-{k}.tsv" for k in range(6)] + [tmp_path / "none.tsv"]
+    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), i % 9) for i in range(18)]
+    write_manifests(tmp_path / "shards", rows, 9)  # 8 manifests or more: child processes
+    paths = [tmp_path / "shards" / f"shard-{k}.tsv" for k in range(9)] + [tmp_path / "none.tsv"]
     _later(rows[4][1])  # shard 4: a file in another state
-    expected = [True, True, True, True, False, True, False]
+    expected = [True] * 4 + [False] + [True] * 4 + [False]
     assert unchanged_manifests(paths, 1) == expected
     assert unchanged_manifests(paths, 2) == expected  # two child processes
     collect = start_unchanged_check(paths, 3)

@@ -178,11 +178,11 @@ def start_unchanged_check(
     paths: Sequence[str | Path], workers: int = 1
 ) -> Callable[[], list[bool]]:
     """Start :func:`unchanged_manifests`'s check in ``workers`` child processes and return the
-    function that waits for its answer, so the caller can do other work meanwhile (a million
-    files are stat'ed in about half the time on 2 cores; threads would contend for the
-    interpreter lock). A child that fails leaves its manifests to a serial check."""
+    function that waits for its answer, so the caller can do other work meanwhile (threads
+    would contend for the interpreter lock). Fewer than 8 manifests are checked in this process
+    when the answer is asked for. A child that fails leaves its manifests to a serial check."""
     names = [str(p) for p in paths]
-    if workers <= 1 or len(names) < 2 * workers:
+    if workers < 1 or len(names) < max(8, workers):  # a few manifests: checked when asked
         return lambda: [_all_unchanged(Path(p)) for p in names]
     started = [file_state(p) for p in names]  # a manifest rewritten since is checked again
     parts = [names[i::workers] for i in range(workers)]
