@@ -158,7 +158,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -227,7 +227,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
     def jobs(self) -> list[dict[str, str]]:
-        """Jobs the controller still knows (finished ones stay for MinJobAge = 600 s)."""
+        """Jobs the controller still knows (finished ones stay for MinJobAge = 3600 s: a run
+        slowed by the rest of the suite took over 10 minutes, and its first job was gone)."""
         return _parse_records(self.run("scontrol", "-o", "show", "job").stdout)
 
     def completed_jobs(self) -> list[dict[str, str]]:
