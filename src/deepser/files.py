@@ -91,6 +91,25 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
+def read_tsv_header(path: str | Path) -> list[str]:
+    """The column names of a tab-separated table."""
+    import pandas as pd
+
+    return list(pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, nrows=0).columns)
+
+
+def read_tsv_batches(
+    path: str | Path, rows: int, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """A tab-separated table in batches of ``rows`` rows (only ``columns``, when given), every
+    column as text."""
+    import pandas as pd
+
+    options = {"sep": "\t", "dtype": str, "keep_default_na": False, "usecols": columns}
+    with pd.read_csv(path, chunksize=rows, **options) as reader:
+        yield from reader
+
+
 def config_hash(data: Mapping[str, Any]) -> str:
     """SHA-256 of a canonical JSON form of ``data``."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

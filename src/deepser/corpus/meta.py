@@ -671,9 +671,17 @@ def read_table(
     path: str | Path, vocab: Mapping[str, Mapping[str, Any]] | None = None
 ) -> pd.DataFrame:
     """Read a normalised meta TSV: labels stay strings, continuous ones (per ``vocab``) floats."""
-    table = read_tsv(path)
-    table["shard"] = table["shard"].astype(int)
+    table = normalise_types(read_tsv(path), vocab)
     table["line"] = table["line"].astype(int)
+    return table
+
+
+def normalise_types(
+    table: pd.DataFrame, vocab: Mapping[str, Mapping[str, Any]] | None = None
+) -> pd.DataFrame:
+    """A normalised meta table read as text (or a batch of it): ``shard`` an int, continuous
+    labels (per ``vocab``) floats."""
+    table["shard"] = table["shard"].astype(int)
     for name, entry in (vocab or {}).items():
         if entry["type"] == "continuous":
             table[name] = table[name].astype(float)

@@ -4,7 +4,9 @@ shards: labels from the validated meta, folds by speaker, context windows."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +17,28 @@ import pandas as pd
 from tqdm import tqdm
 
 from deepser import __version__
-from deepser.corpus.meta import read_table
-from deepser.database.folds import DEFAULT_FOLD_BY, assign_folds, group_labels
+from deepser.corpus.meta import normalise_types, read_table
+from deepser.database.folds import DEFAULT_FOLD_BY
+from deepser.database.rows import BATCH_ROWS, RowBlock, RowPlan
+from deepser.database.shard_reads import RawShards
 from deepser.database.store import DatabaseWriter
-from deepser.database.windows import as_row, cut_windows, layout_shape, n_steps
+from deepser.database.windows import layout_shape, n_steps
 from deepser.errors import DamagedFileError, rerun_recovery
-from deepser.features.augment import is_augmented, source_id
 from deepser.features.shards import FeatureShard
-from deepser.files import config_hash, read_json, read_tsv, write_tsv
+from deepser.files import (
+    config_hash,
+    read_json,
+    read_tsv,
+    read_tsv_batches,
+    read_tsv_header,
+    write_tsv,
+)
 from deepser.hdf5 import H5File
 
 log = logging.getLogger(__name__)
+
+COPY_BYTES = 1 << 20  # database rows written at once
+READ_ROWS = 16384  # meta rows read at once
 
 
 @dataclass(frozen=True)
@@ -67,125 +80,79 @@ def merge_vocab(name: str, entries: Sequence[Mapping[str, Any]]) -> dict[str, An
     return {"type": "categorical", "classes": classes}
 
 
-def _label_value(value: Any, vocab: Mapping[str, Any]) -> float:
-    if vocab["type"] == "continuous":
-        return float(value)
-    return float(vocab["classes"].index(str(value)))
-
-
-def with_augmented_copies(table: pd.DataFrame, shard_of: Mapping[str, Any]) -> pd.DataFrame:
-    """The meta rows plus one row per augmented copy found in the shards (same labels and
-    speaker as its source; the training split keeps them out of validation and test)."""
-    copies = [u for u in shard_of if is_augmented([u])[0]]
-    if not copies:
-        return table.copy()
-    by_id = table.set_index("utt_id", drop=False)
-    sources = [source_id(u) for u in copies]
-    keep = [i for i, src in enumerate(sources) if src in by_id.index]
-    extra = by_id.loc[[sources[i] for i in keep]].copy()
-    extra["utt_id"] = [copies[i] for i in keep]
-    return pd.concat([table, extra], ignore_index=True)
-
-
 def build_database(
     corpora: Sequence[CorpusInput],
     db: Mapping[str, Any],
     out: str | Path,
     rejected_out: str | Path | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> dict[str, Any]:
-    """Build the database ``out`` for the database config ``db``; return its summary attributes."""
+    """Build the database ``out`` for the database config ``db``; return its summary attributes.
+
+    Out of core (:mod:`deepser.database.rows`, in batches of ``batch_rows`` rows): memory does
+    not grow with the corpus; the temporary files (about 100 bytes per utterance) go to a
+    folder next to ``out``."""
+    vocabs = [read_vocab(corpus) for corpus in corpora]
+    columns = list(vocabs[0])
+    tasks = resolve_tasks(db["tasks"], columns)
+    task_vocab = {}
+    for task in tasks:
+        missing = [c.name for c, v in zip(corpora, vocabs, strict=True) if task not in v]
+        if missing:
+            raise ValueError(f"task {task!r} is not a column of corpus {', '.join(missing)}")
+        task_vocab[task] = merge_vocab(task, [v[task] for v in vocabs])
+    fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
+    speaker_col = "speaker" if all("speaker" in v for v in vocabs) else None
+    c_len, max_steps, layout = int(db["c_len"]), int(db["max_steps"]), db.get("layout", "2d")
+    t_max = n_steps(max_steps, c_len)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        tables, vocabs, shards = [], [], []
-        for corpus in corpora:
-            vocab, table = read_corpus_tables(corpus)
-            table = table.assign(corpus=corpus.name)
-            opened = [stack.enter_context(FeatureShard(p)) for p in corpus.shards]
-            check_shards(corpus, table, opened)
-            where = {u: s for s in opened for u in s.index}
-            table = with_augmented_copies(table[table["utt_id"].isin(where.keys())], where)
-            table["src"] = [where[u] for u in table["utt_id"]]
-            del where
-            tables.append(table)
-            vocabs.append(vocab)
-            shards += opened
-        columns = list(vocabs[0])
-        tasks = resolve_tasks(db["tasks"], columns)
-        task_vocab = {}
-        for task in tasks:
-            missing = [c.name for c, v in zip(corpora, vocabs, strict=True) if task not in v]
-            if missing:
-                raise ValueError(f"task {task!r} is not a column of corpus {', '.join(missing)}")
-            task_vocab[task] = merge_vocab(task, [v[task] for v in vocabs])
-        rows = pd.concat(tables, ignore_index=True)
-        tables.clear()  # the copies go: the build holds one table
-        if rows.empty:
+        tmp = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
+        )
+        names = [c.name for c in corpora]
+        plan = RowPlan(Path(tmp), names, tasks, task_vocab, fold_by, speaker_col, batch_rows)
+        first = 0
+        for i, (corpus, vocab) in enumerate(zip(corpora, vocabs, strict=True)):
+            needed = [c for c in (fold_by, speaker_col, *tasks) if c]
+            batches = meta_batches(corpus, vocab, needed)
+            plan.add_meta(i, batches, len(corpus.shards), first, corpus.meta)
+            first += len(corpus.shards)
+        specs = ShardSpecs()
+        raw = stack.enter_context(RawShards())
+        for s, (i, k, path) in enumerate(_all_shards(corpora)):
+            with FeatureShard(path) as shard:
+                specs.check(corpora[i].name, shard)
+                plan.scan_shard(i, s, k, shard, corpora[i].meta)
+                raw.add(shard)
+        if not plan.n_rows:
             raise ValueError("no utterance with features: nothing to build")
-        multi = len(corpora) > 1
-
-        def qualified(col: str) -> list[str]:
-            if col not in rows:
-                raise ValueError(f"column {col!r} is not in every corpus")
-            return group_labels(rows["corpus"], rows[col], multi)
-
-        speaker_col = "speaker" if all("speaker" in v for v in vocabs) else None
-        rows["spk"] = qualified(speaker_col) if speaker_col else ""
-        fold_by = db.get("fold_by", DEFAULT_FOLD_BY)
-        folds_meta: list[dict[str, Any]] | None = None
-        if fold_by:
-            rows["group"] = qualified(fold_by)
-            assignment = assign_folds(list(rows["group"]), db.get("n_folds"))
-            rows["fold"] = rows["group"].map(assignment).astype(int)
-            rows = rows.sort_values(["fold", "corpus", "group", "utt_id"], kind="stable")
-            n_folds = max(assignment.values()) + 1
-            folds_meta = [
-                {"fold": k, "groups": sorted(g for g, f in assignment.items() if f == k)}
-                for k in range(n_folds)
-            ]
-        else:
-            rows["fold"] = -1
-            rows = rows.sort_values(["corpus", "utt_id"], kind="stable")
-        rows = rows.reset_index(drop=True)
-
-        dim = feature_dims(shards)
-        c_len, max_steps, layout = int(db["c_len"]), int(db["max_steps"]), db.get("layout", "2d")
-        t_max = n_steps(max_steps, c_len)
-        writer = DatabaseWriter(out, len(rows), layout_shape(layout, t_max, c_len, dim), len(tasks))
+        dim = specs.dims()
+        folds_meta = plan.assign_folds(db.get("n_folds"))
+        shape = layout_shape(layout, t_max, c_len, dim)
+        writer = DatabaseWriter(out, plan.n_rows, shape, len(tasks), scattered=True)
         try:
-            labels = np.stack(
-                [
-                    rows[t].map(lambda v, voc=task_vocab[t]: _label_value(v, voc)).to_numpy(float)
-                    for t in tasks
-                ],
-                axis=1,
+            bar = stack.enter_context(
+                tqdm(total=plan.n_rows, desc="database", unit="utt", mininterval=2.0, ascii=True)
             )
-            columns = zip(
-                rows["src"],
-                rows["utt_id"],
-                labels,
-                rows["fold"],
-                rows["spk"],
-                rows["corpus"],
-                strict=True,
-            )
-            for src, utt_id, label, fold, spk, corpus in tqdm(
-                columns, total=len(rows), desc="database", unit="utt", mininterval=2.0, ascii=True
-            ):
-                windows, n_valid = cut_windows(src[utt_id], c_len, max_steps)
-                writer.append(
-                    as_row(windows, layout), label, n_valid, int(fold), utt_id, spk, corpus
-                )
-            augmented = is_augmented(rows["utt_id"])
-            fold_bounds = None
-            if folds_meta is not None:
-                fold_bounds = []
-                for entry in folds_meta:
-                    idx = np.flatnonzero(rows["fold"].to_numpy() == entry["fold"])
-                    fold_bounds.append((int(idx[0]), int(idx[-1]) + 1))
-                    entry["n_utterances"] = int((~augmented[idx]).sum())
-            first = shards[0].attrs
+            buf = np.empty((max(1, COPY_BYTES // (4 * int(np.prod(shape)))), *shape), np.float32)
+            for block in plan.rows(c_len, t_max):
+                for a, b in block.runs():
+                    writer.write_columns(
+                        int(block.row[a]),
+                        block.label[a:b],
+                        block.n_valid[a:b],
+                        block.fold[a:b],
+                        block.utt_id[a:b],
+                        block.speaker[a:b],
+                        block.corpus[a:b],
+                    )
+                _copy_features(block, raw, writer, buf, c_len)
+                bar.update(len(block.row))
             attrs = {
-                "feature_spec": first["feature_spec"],
-                "gain": {c.name: s.attrs["gain"] for c, s in _shards_per_corpus(corpora, shards)},
+                "feature_spec": specs.spec,
+                "gain": specs.gain,
                 "window_spec": {
                     "c_len": c_len,
                     "max_steps": max_steps,
@@ -197,25 +164,109 @@ def build_database(
                 "fold_by": fold_by,
                 "folds": folds_meta,
                 "corpora": [c.name for c in corpora],
-                "n_utterances": int((~augmented).sum()),
-                "n_augmented": int(augmented.sum()),
-                "speakers": sorted(set(rows["spk"])),
+                "n_utterances": plan.n_originals,
+                "n_augmented": plan.n_rows - plan.n_originals,
+                "speakers": plan.speakers_present,
                 "config_hash": config_hash(dict(db)),
                 "deepser_version": __version__,
             }
-            writer.finish(fold_bounds, attrs)
-            feature_rejects = [
-                {"corpus": corpus.name, **r}
-                for corpus, shard in _shards_per_corpus(corpora, shards)
-                for r in shard.attrs.get("rejected", [])
-            ]
+            writer.finish(plan.fold_bounds, attrs)
         except BaseException:
             writer.abort()
             raise
     if rejected_out is not None:
-        write_rejected(corpora, feature_rejects, rejected_out)
-    log.info("database %s: %d utterances, %s", out, len(rows), attrs["window_spec"])
+        write_rejected(corpora, specs.rejected, rejected_out)
+    log.info("database %s: %d utterances, %s", out, plan.n_rows, attrs["window_spec"])
     return attrs
+
+
+def _all_shards(corpora: Sequence[CorpusInput]) -> Iterator[tuple[int, int, Path]]:
+    """(corpus index, shard index in the corpus, path) of every shard, in order."""
+    for i, corpus in enumerate(corpora):
+        for k, path in enumerate(corpus.shards):
+            yield i, k, Path(path)
+
+
+def _copy_features(
+    block: RowBlock, raw: RawShards, writer: DatabaseWriter, buf: np.ndarray, c_len: int
+) -> None:
+    """Copy a block's rows into the database: each row's kept frames (whole windows, or the
+    frames of an utterance shorter than one) read from its shard straight into ``buf`` (zeroed
+    first: the rest is padding), each run of consecutive rows written at once."""
+    rows = [memoryview(r).cast("B") for r in buf.reshape(len(buf), -1)]
+    frame_bytes = 4 * buf.shape[-1]
+    keep = np.where(block.n_frames >= c_len, block.n_valid * c_len, block.n_frames)
+    offset, single = raw.locate(block.shard, block.start, keep)
+    shard, start, size = block.shard.tolist(), block.start.tolist(), (keep * frame_bytes).tolist()
+    offset, single, keep = offset.tolist(), single.tolist(), keep.tolist()
+    for a, b in block.runs():
+        for first in range(a, b, len(buf)):
+            last = min(b, first + len(buf))
+            buf.fill(0.0)
+            for row, i in zip(rows, range(first, last), strict=False):
+                view = row[: size[i]]
+                if not single[i] or os.preadv(raw.fd(shard[i]), [view], offset[i]) != size[i]:
+                    raw.read_into(shard[i], start[i], keep[i], view)  # across chunks, or short
+            writer.write_features(int(block.row[first]), buf[: last - first])
+
+
+class ShardSpecs:
+    """What every shard of a database must share (feature spec, dimension), and the gain and
+    rejected audio of each corpus, checked shard by shard."""
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] | None = None
+        self._first: Path | None = None
+        self._dims: dict[int, str] = {}
+        self.gain: dict[str, Any] = {}
+        self.rejected: list[dict[str, Any]] = []
+
+    def check(self, corpus: str, shard: FeatureShard) -> None:
+        missing = [k for k in ("feature_spec", "gain") if k not in shard.attrs]
+        if missing:
+            raise shard.file.fail(f"no {', '.join(missing)} attribute(s); not a complete shard")
+        if self.spec is None:
+            self.spec, self._first = shard.attrs["feature_spec"], shard.path
+        elif shard.attrs["feature_spec"] != self.spec:
+            raise shard.file.fail(
+                f"extracted with another feature spec than {self._first}: "
+                f"{shard.attrs['feature_spec']} vs {self.spec}"
+            )
+        if shard.index:
+            self._dims.setdefault(shard.dims, str(shard.path))
+        self.gain[corpus] = shard.attrs["gain"]
+        self.rejected += [{"corpus": corpus, **r} for r in shard.attrs.get("rejected", [])]
+
+    def dims(self) -> int:
+        """The feature dimension every non-empty shard shares."""
+        if len(self._dims) != 1:
+            raise ValueError(f"feature shards disagree on the feature dimension: {self._dims}")
+        return next(iter(self._dims))
+
+
+def meta_batches(
+    corpus: CorpusInput, vocab: Mapping[str, Any], needed: Sequence[str], rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """The columns ``utt_id``, ``shard`` and ``needed`` of the corpus's normalised meta
+    (``meta.tsv``) in batches of ``rows`` rows (default ``READ_ROWS``), checked as
+    :func:`read_corpus_tables` checks the whole table (a ``needed`` column it lacks is a
+    ValueError: not in every corpus)."""
+    meta_file = _corpus_file(corpus, Path(corpus.meta), "normalised meta file")
+    if not meta_file.path.is_file():
+        raise meta_file.fail("file not found")
+    with meta_file.reading("it as a table"):
+        header = list(read_tsv_header(corpus.meta))
+    missing = [c for c in ("utt_id", "shard", *vocab) if c not in header]
+    if missing:
+        raise meta_file.fail(f"no column(s) {', '.join(missing)}")
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise ValueError(f"column {absent[0]!r} is not in every corpus (not in {corpus.meta})")
+    columns = list(dict.fromkeys(["utt_id", "shard", *needed]))
+    types = {c: vocab[c] for c in columns if c in vocab}
+    with meta_file.reading("it as a table"):
+        for batch in read_tsv_batches(corpus.meta, rows or READ_ROWS, columns):
+            yield normalise_types(batch, types)
 
 
 def _corpus_file(corpus: CorpusInput, path: Path, kind: str) -> H5File:
@@ -230,9 +281,9 @@ def _corpus_file(corpus: CorpusInput, path: Path, kind: str) -> H5File:
     )
 
 
-def read_corpus_tables(corpus: CorpusInput) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A corpus's vocabulary (``vocab.json``) and normalised meta (``meta.tsv``), checked: a
-    damaged file raises :class:`DamagedFileError` naming it and how to recover."""
+def read_vocab(corpus: CorpusInput) -> dict[str, Any]:
+    """A corpus's vocabulary (``vocab.json``), checked: a damaged file raises
+    :class:`DamagedFileError` naming it and how to recover."""
     vocab_file = _corpus_file(corpus, Path(corpus.vocab), "vocabulary file")
     if not vocab_file.path.is_file():
         raise vocab_file.fail("file not found")
@@ -242,6 +293,13 @@ def read_corpus_tables(corpus: CorpusInput) -> tuple[dict[str, Any], pd.DataFram
         raise vocab_file.fail("not a valid JSON file") from None
     if not isinstance(vocab, dict) or not all(isinstance(v, dict) for v in vocab.values()):
         raise vocab_file.fail("not a JSON object of label vocabularies")
+    return vocab
+
+
+def read_corpus_tables(corpus: CorpusInput) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A corpus's vocabulary (:func:`read_vocab`) and normalised meta (``meta.tsv``), checked:
+    a damaged file raises :class:`DamagedFileError` naming it and how to recover."""
+    vocab = read_vocab(corpus)
     meta_file = _corpus_file(corpus, Path(corpus.meta), "normalised meta file")
     if not meta_file.path.is_file():
         raise meta_file.fail("file not found")
@@ -251,52 +309,6 @@ def read_corpus_tables(corpus: CorpusInput) -> tuple[dict[str, Any], pd.DataFram
         if missing:
             raise meta_file.fail(f"no column(s) {', '.join(missing)}")
     return vocab, table
-
-
-def check_shards(corpus: CorpusInput, table: pd.DataFrame, shards: Sequence[FeatureShard]) -> None:
-    """Each shard of the corpus holds every utterance the meta file puts in it (the ``shard``
-    column; those its extraction rejected aside) and the attributes the database takes."""
-    for shard in shards:
-        missing = [k for k in ("feature_spec", "gain") if k not in shard.attrs]
-        if missing:
-            raise shard.file.fail(f"no {', '.join(missing)} attribute(s); not a complete shard")
-    if "shard" not in table or table.empty or int(table["shard"].max()) >= len(shards):
-        return
-    per_shard = table.groupby("shard")["utt_id"]  # one pass, not one mask per shard
-    for k, expected in per_shard:
-        shard = shards[int(k)]
-        rejected = {str(r.get("utt_id")) for r in shard.attrs.get("rejected", [])}
-        missing = [u for u in expected if u not in shard.index and u not in rejected]
-        if missing:
-            raise shard.file.fail(
-                f"missing {len(missing)} utterance(s) that {corpus.meta} puts in shard {k} of "
-                f"corpus {corpus.name} (e.g. {missing[0]!r}), not rejected by its extraction"
-            )
-
-
-def feature_dims(shards: Sequence[FeatureShard]) -> int:
-    """The feature dimension every (non-empty) shard shares; the shards share their spec too."""
-    first = shards[0]
-    for shard in shards[1:]:
-        if shard.attrs["feature_spec"] != first.attrs["feature_spec"]:
-            raise shard.file.fail(
-                f"extracted with another feature spec than {first.path}: "
-                f"{shard.attrs['feature_spec']} vs {first.attrs['feature_spec']}"
-            )
-    dims = {s.dims for s in shards if s.index}
-    if len(dims) != 1:
-        by_dim = {d: next(str(s.path) for s in shards if s.index and s.dims == d) for d in dims}
-        raise ValueError(f"feature shards disagree on the feature dimension: {by_dim}")
-    return dims.pop()
-
-
-def _shards_per_corpus(corpora: Sequence[CorpusInput], shards: Sequence[FeatureShard]):
-    """(corpus, opened shard) pairs; ``shards`` holds each corpus's shards in order."""
-    i = 0
-    for corpus in corpora:
-        for shard in shards[i : i + len(corpus.shards)]:
-            yield corpus, shard
-        i += len(corpus.shards)
 
 
 def write_rejected(

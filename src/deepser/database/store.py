@@ -19,6 +19,7 @@ about 100x slower).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,7 +252,10 @@ class DatabaseWriter:
     """Streaming writer of a database (the format of this module's docstring).
 
     Rows are appended in their final order (sorted by fold) and flushed in blocks, so memory does
-    not grow with the number of utterances.
+    not grow with the number of utterances. ``scattered=True`` instead writes rows in any order:
+    :meth:`write_columns` for the small datasets, :meth:`write_features` for one row's features
+    (``feat`` is then stored contiguous and written in place, past HDF5: one ``pwrite`` per run
+    of rows).
     """
 
     def __init__(
@@ -261,15 +265,40 @@ class DatabaseWriter:
         row_shape: tuple[int, ...],
         n_tasks: int,
         block_rows: int = 256,
+        scattered: bool = False,
     ) -> None:
         self._atomic = atomic_path(path)
         self._tmp = self._atomic.__enter__()
         self.h5 = h5py.File(self._tmp, "w")
+        self._fd: int | None = None
+        try:
+            self._create(n_rows, row_shape, n_tasks, block_rows, scattered)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _create(
+        self, n_rows: int, row_shape: tuple[int, ...], n_tasks: int, block_rows: int, scattered
+    ) -> None:
         row_bytes = 4 * int(np.prod(row_shape))
-        chunk = max(1, min(block_rows, n_rows, (4 << 20) // max(row_bytes, 1)))
-        self.feat = self.h5.create_dataset(
-            "feat", shape=(n_rows, *row_shape), dtype="float32", chunks=(chunk, *row_shape)
-        )
+        if scattered:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # its place in the file is fixed now
+            self.feat = self.h5.create_dataset(
+                "feat", shape=(n_rows, *row_shape), dtype="float32", dcpl=dcpl, fill_time="never"
+            )
+            self.h5.flush()
+            offset = self.feat.id.get_offset()
+            if offset is None and n_rows:
+                raise RuntimeError(f"{self._tmp}: HDF5 did not allocate the feature rows")
+            self._feat_offset, self._row_bytes = int(offset or 0), row_bytes
+            self._fd = os.open(self._tmp, os.O_WRONLY)
+            self._written = np.zeros(n_rows, dtype=bool)
+        else:
+            chunk = max(1, min(block_rows, n_rows, (4 << 20) // max(row_bytes, 1)))
+            self.feat = self.h5.create_dataset(
+                "feat", shape=(n_rows, *row_shape), dtype="float32", chunks=(chunk, *row_shape)
+            )
         self.label = self.h5.create_dataset("label", shape=(n_rows, n_tasks), dtype="float64")
         self.n_valid = self.h5.create_dataset("n_valid", shape=(n_rows,), dtype="int32")
         self.fold = self.h5.create_dataset("fold", shape=(n_rows,), dtype="int32")
@@ -281,6 +310,43 @@ class DatabaseWriter:
         self.block_rows = block_rows
         self._row = 0
         self._buf: list[tuple] = []
+
+    def write_features(self, start: int, feat: np.ndarray) -> None:
+        """Write the features of rows ``start:start + len(feat)`` (``scattered`` only; float32
+        in C order, rows of the row shape) with one ``pwrite``."""
+        if self._fd is None:
+            raise RuntimeError("write_features needs a DatabaseWriter(..., scattered=True)")
+        data = memoryview(np.ascontiguousarray(feat, dtype=np.float32)).cast("B")
+        n, extra = divmod(data.nbytes, self._row_bytes)
+        stop = start + n
+        if extra or not 0 <= start <= stop <= self.n_rows or self._written[start:stop].any():
+            raise ValueError(f"rows {start}:{stop}: not whole rows, out of range or written twice")
+        offset = self._feat_offset + start * self._row_bytes
+        while data:
+            done = os.pwrite(self._fd, data, offset)
+            data, offset = data[done:], offset + done
+        self._written[start:stop] = True
+
+    def write_columns(
+        self,
+        start: int,
+        label: np.ndarray,
+        n_valid: np.ndarray,
+        fold: np.ndarray,
+        utt_id: Sequence[str],
+        speaker: Sequence[str],
+        corpus: Sequence[str],
+    ) -> None:
+        """Write rows ``start:start + len(label)`` of the small datasets (``scattered`` only)."""
+        stop = start + len(label)
+        if self._fd is None or not 0 <= start <= stop <= self.n_rows:
+            raise ValueError(f"rows {start}:{stop}: out of range or not a scattered writer")
+        self.label[start:stop] = label
+        self.n_valid[start:stop] = n_valid
+        self.fold[start:stop] = fold
+        for name, values in (("utt_id", utt_id), ("speaker", speaker), ("corpus", corpus)):
+            self.text[name][start:stop] = np.asarray(values, dtype=object)
+        self._row += stop - start
 
     def append(
         self,
@@ -317,6 +383,12 @@ class DatabaseWriter:
         self._flush()
         if self._row != self.n_rows:
             raise ValueError(f"wrote {self._row} rows, announced {self.n_rows}")
+        if self._fd is not None:
+            if not self._written.all():
+                missing = int(np.count_nonzero(~self._written))
+                raise ValueError(f"the features of {missing} of {self.n_rows} rows not written")
+            os.close(self._fd)
+            self._fd = None
         if folds is not None:
             self.h5.create_dataset(
                 "start_indice", data=np.asarray([s for s, _ in folds], dtype=np.int64)
@@ -331,6 +403,9 @@ class DatabaseWriter:
     def abort(self) -> None:
         """Close and delete the temporary file."""
         try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self.h5.close()
         finally:
             try:

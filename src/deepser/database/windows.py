@@ -29,15 +29,30 @@ def cut_windows(feat: np.ndarray, c_len: int, max_steps: int) -> tuple[np.ndarra
     """Return ``(windows, n_valid)``: windows is (T, c_len, dims) float32, zero padded."""
     if feat.ndim != 2 or feat.shape[0] == 0:
         raise ValueError(f"expected a non-empty (frames, dims) array, got shape {feat.shape}")
-    t_max = n_steps(max_steps, c_len)
-    n_frames, dims = feat.shape
-    out = np.zeros((t_max, c_len, dims), dtype=np.float32)
+    out = np.empty((n_steps(max_steps, c_len), c_len, feat.shape[1]), dtype=np.float32)
+    return out, fill_windows(feat, out)
+
+
+def fill_windows(feat: np.ndarray, out: np.ndarray) -> int:
+    """Cut ``feat`` (frames, dims) into ``out`` (T, c_len, dims), zero padded (a buffer reused
+    from row to row); return ``n_valid``."""
+    if feat.ndim != 2 or feat.shape[0] == 0:
+        raise ValueError(f"expected a non-empty (frames, dims) array, got shape {feat.shape}")
+    t_max, c_len, dims = out.shape
+    n_frames = feat.shape[0]
     n_full = min(n_frames // c_len, t_max)
     if n_full:
         out[:n_full] = feat[: n_full * c_len].reshape(n_full, c_len, dims)
-        return out, n_full
+        out[n_full:] = 0.0
+        return n_full
+    out[:] = 0.0
     out[0, :n_frames] = feat
-    return out, 1
+    return 1
+
+
+def count_valid(n_frames: np.ndarray, c_len: int, t_max: int) -> np.ndarray:
+    """``n_valid`` of utterances of ``n_frames`` frames, as :func:`fill_windows` counts it."""
+    return np.maximum(np.minimum(np.asarray(n_frames) // c_len, t_max), 1).astype(np.int32)
 
 
 def to_layout(windows: np.ndarray, layout: str) -> np.ndarray:

@@ -128,6 +128,53 @@ class FeatureShard:
     def dims(self) -> int:
         return int(self._feat.shape[1])
 
+    @property
+    def ids(self) -> list[str]:
+        """Utterance ids in the order of the file."""
+        return list(self.index)
+
+    @property
+    def n_frames(self) -> np.ndarray:
+        """Frames of each utterance, in the order of the file."""
+        return np.diff(self._offsets)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """First frame of each utterance in ``feat``, in the order of the file."""
+        return self._offsets[:-1]
+
+    def raw_layout(self) -> tuple[int, np.ndarray]:
+        """Where ``feat``'s frames lie in the file, for reads that bypass HDF5: (frames per
+        chunk, file offset of each chunk), chunk k holding frames k * rows .. (k + 1) * rows - 1
+        as float32 rows. A shard stored otherwise than :func:`write_feature_shard` stores it
+        (compressed, filtered, split by column) raises :class:`DamagedFileError`."""
+        feat, n = self._feat, int(self._feat.shape[0])
+        if feat.dtype != np.dtype("<f4"):
+            raise self.file.fail(f"dataset 'feat' is {feat.dtype}, not little-endian float32")
+        if n == 0:
+            return 1, np.zeros(0, dtype=np.int64)
+        if feat.chunks is None:
+            offset = feat.id.get_offset()
+            if offset is None:
+                raise self.file.fail("dataset 'feat' has no storage")
+            return n, np.asarray([offset], dtype=np.int64)
+        if feat.compression or feat.shuffle or feat.fletcher32 or feat.scaleoffset is not None:
+            raise self.file.fail("dataset 'feat' is compressed or filtered (deepser never does)")
+        rows = int(feat.chunks[0])
+        if feat.chunks[1] != feat.shape[1]:
+            raise self.file.fail("dataset 'feat' is chunked across its columns")
+        offsets = np.full(-(-n // rows), -1, dtype=np.int64)
+        with self.file.reading("its chunk index"):
+            for i in range(feat.id.get_num_chunks()):
+                info = feat.id.get_chunk_info(i)
+                k = info.chunk_offset[0] // rows
+                if info.filter_mask or k >= offsets.size or info.byte_offset is None:
+                    raise self.file.fail(f"chunk {i} of dataset 'feat' is filtered or misplaced")
+                offsets[k] = info.byte_offset
+        if (offsets < 0).any():
+            raise self.file.fail("dataset 'feat' lacks a chunk of its frames")
+        return rows, offsets
+
     def __contains__(self, utt_id: str) -> bool:
         return utt_id in self.index
 
