@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -218,6 +219,16 @@ class FakeSource:
         pass
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt here, even in a suite started in the background (which
+    inherits SIGINT ignored, so the simulated Ctrl-C would never arrive)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_session_serves_the_rows_until_ctrl_c(tmp_path: Path, capsys, monkeypatch) -> None:
     from deepser.recognizer import session
 
