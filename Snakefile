@@ -27,8 +27,10 @@ wildcard_constraints:
     selection=alternatives(SELECTIONS) or "no-selection",
     condition=alternatives(CONDITIONS) or "no-condition",
     cross=alternatives(CROSS_CORPUS) or "no-cross-corpus",
+    script=alternatives(SCRIPT_NAMES),
 
 
+include: "rules/code.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/database.smk"

@@ -15,7 +15,7 @@ from deepser.corpus.meta import read_table
 from deepser.corpus.summary import distinct_rows
 from deepser.database.folds import DEFAULT_FOLD_BY, count_folds, group_labels
 from deepser.errors import rerun_recovery
-from deepser.workflow.code import library_modules
+from deepser.workflow.code import STAMP_SUFFIX, library_modules, write_code_stamp
 from deepser.workflow.config import (
     augment_config,
     baseline_settings,
@@ -57,13 +57,21 @@ config["databases"] = with_cross_corpus_databases(config)  # + cross-corpus targ
 DATABASES = config["databases"]
 LIBRARY = Path(deepser.__file__).parent
 SCRIPTS = Path(workflow.basedir) / "scripts"
+SCRIPT_NAMES = sorted(p.name for p in SCRIPTS.glob("*.py"))
 
 
 def code(script):
-    """A rule's script and every library module it can run (found from its imports), as
-    inputs: editing any of them re-runs the rule (content checksums, so a mere touch does not).
+    """A job's code input: the code stamp of its script (rule code_stamp writes it from the
+    script and every library module the script can run, found from its imports). Editing any
+    of them changes the stamp and re-runs the job; a mere touch does not (Snakemake compares
+    content checksums).
     """
-    path = SCRIPTS / script
+    return f"{RESULTS}/code/{script}{STAMP_SUFFIX}"
+
+
+def stamped_code(wildcards):
+    """What a code stamp covers: the script and the library modules it can run."""
+    path = SCRIPTS / wildcards.script
     return [str(path)] + [str(p) for p in library_modules(path, LIBRARY)]
 
 

@@ -8,7 +8,14 @@ import sys
 import types
 from pathlib import Path
 
-from deepser.workflow.code import library_modules, untracked_modules
+from deepser.workflow.code import (
+    STAMP_SUFFIX,
+    code_files,
+    library_modules,
+    stamped_files,
+    untracked_modules,
+    write_code_stamp,
+)
 
 from ..helpers import REPO
 
@@ -62,3 +69,26 @@ def test_untracked_modules_names_what_a_job_loaded_beyond_its_inputs(monkeypatch
         monkeypatch.setitem(sys.modules, name, module)
     missing = untracked_modules(PACKAGE, tracked)
     assert "evaluation/report.py" in missing and "corpus/gain.py" not in missing
+
+
+def test_a_code_stamp_changes_exactly_with_its_files(tmp_path: Path) -> None:
+    root = tmp_path / "lib" / "deepser"
+    (root / "sub").mkdir(parents=True)
+    module, script = root / "sub" / "m.py", tmp_path / "scripts" / "run.py"
+    script.parent.mkdir()
+    module.write_text("X = 1\n")
+    script.write_text("import deepser.sub.m\n")
+    stamp = tmp_path / "results" / "code" / f"run.py{STAMP_SUFFIX}"
+    write_code_stamp([script, module], stamp, root)
+    first = stamp.read_text()
+    assert [line.split("  ")[1] for line in first.splitlines()] == ["run.py", "deepser/sub/m.py"]
+    # the library modules a stamp lists, for the job's check of what it ran
+    assert stamped_files(stamp, root) == [root / "sub" / "m.py"]
+    assert code_files([stamp, script], root) == [root / "sub" / "m.py", script]
+    module.touch()
+    write_code_stamp([script, module], stamp, root)
+    assert stamp.read_text() == first  # a touch: the same stamp
+    module.write_text("X = 2\n")
+    write_code_stamp([script, module], stamp, root)
+    assert stamp.read_text() != first  # an edit: another stamp
+    assert not list(stamp.parent.glob(".*"))  # written whole, no temporary left

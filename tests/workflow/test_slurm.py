@@ -38,6 +38,7 @@ SLURM_ARGS = (
 # rules marked `localrule: True` (and the target rule) run on the submitting machine
 LOCAL_RULES = {
     "all",
+    "code_stamp",
     "synthesize_demo",
     "merge_gain",
     "summarize",

@@ -11,6 +11,7 @@ and function-level ones, transitively, with the packages a module lives in (impo
 from __future__ import annotations
 
 import ast
+import hashlib
 import sys
 from collections.abc import Iterable
 from functools import cache
@@ -99,3 +100,44 @@ def untracked_modules(root: str | Path, tracked: Iterable[str | Path]) -> list[s
     tracked_files = {Path(p).resolve() for p in tracked}
     root = Path(root).resolve()
     return sorted(p.relative_to(root).as_posix() for p in loaded_modules(root) - tracked_files)
+
+
+STAMP_SUFFIX = ".sha256"
+
+
+def write_code_stamp(files: Iterable[str | Path], out: str | Path, root: str | Path) -> None:
+    """Write the code stamp ``out``: one line ``<sha256>  <name>`` per file (a script by its
+    file name, a library module as ``deepser/<path under root>``), so a rule needs one code
+    input instead of its script and every module (far fewer files for Snakemake to check on
+    every run), and the stamp's content changes exactly when one of them does."""
+    root = Path(root).resolve()
+    lines = []
+    for file in files:
+        path = Path(file).resolve()
+        name = (
+            f"{PACKAGE}/{path.relative_to(root).as_posix()}"
+            if path.is_relative_to(root)
+            else path.name
+        )
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}\n")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(out)
+
+
+def stamped_files(stamp: str | Path, root: str | Path) -> list[Path]:
+    """The library modules a code stamp lists, as files under the package folder ``root``."""
+    prefix = f"{PACKAGE}/"
+    names = [line.split("  ", 1)[1] for line in Path(stamp).read_text().splitlines() if line]
+    return [Path(root).joinpath(n[len(prefix) :]) for n in names if n.startswith(prefix)]
+
+
+def code_files(code: Iterable[str | Path], root: str | Path) -> list[Path]:
+    """A rule's code inputs as files: each code stamp replaced by the modules it lists."""
+    files: list[Path] = []
+    for entry in code:
+        path = Path(entry)
+        files += stamped_files(path, root) if path.name.endswith(STAMP_SUFFIX) else [path]
+    return files

@@ -23,7 +23,7 @@ from typing import Any
 import deepser
 from deepser.errors import DeepserError
 from deepser.runtime import redirect_fds
-from deepser.workflow.code import untracked_modules
+from deepser.workflow.code import code_files, untracked_modules
 
 # set to 1 (the test suite does) to fail a job that ran library code its rule does not track
 STRICT_CODE_INPUTS = "DEEPSER_STRICT_CODE_INPUTS"
@@ -58,11 +58,12 @@ def job_error_message(log: str | Path, max_lines: int = 40) -> str | None:
 
 
 def _check_code_inputs(snakemake: Any, logger: logging.Logger) -> None:
-    code = list(getattr(snakemake.input, "code", []) or [])
+    code = getattr(snakemake.input, "code", None) or []
+    code = [code] if isinstance(code, str) else list(code)  # one file (a code stamp) or several
     if not code:
         return
     root = Path(deepser.__file__).parent
-    missing = untracked_modules(root, code)
+    missing = untracked_modules(root, code_files(code, root))
     if not missing:
         logger.info("code inputs: every library module this job ran is an input of its rule")
         return
