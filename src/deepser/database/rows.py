@@ -111,7 +111,12 @@ class RowPlan:
     # ------------------------------------------------------------------ 1. meta by shard
 
     def add_meta(
-        self, corpus: int, batches: Iterable[pd.DataFrame], n_shards: int, first_shard: int, meta
+        self,
+        corpus: int,
+        batches: Iterable[pd.DataFrame],
+        n_shards: int,
+        first_shard: int,
+        meta: str | Path,
     ) -> None:
         """Partition corpus ``corpus``'s meta (``batches`` of its normalised table) into the
         parts of its shards (global indexes ``first_shard`` + the meta's ``shard``)."""
@@ -204,7 +209,9 @@ class RowPlan:
 
     # ------------------------------------------------------------------ 2. shards into runs
 
-    def scan_shard(self, corpus: int, s: int, k: int, shard: FeatureShard, meta) -> None:
+    def scan_shard(
+        self, corpus: int, s: int, k: int, shard: FeatureShard, meta: str | Path
+    ) -> None:
         """Match global shard ``s`` (shard ``k`` of corpus ``corpus``) against its meta part."""
         rank = self._ranks()
         ids, part = _read_part(self.tmp / f"meta-{s}", self._part_dtype)
@@ -222,7 +229,7 @@ class RowPlan:
                 positions.append(pos)
                 rows.append(i)
         if not rows:
-            return None
+            return
         take = np.asarray(rows, dtype=np.int64)
         held = shard.ids
         out_ids = np.asarray([held[p].encode() for p in positions], dtype=np.bytes_)
@@ -260,10 +267,9 @@ class RowPlan:
         self._pending_rows += rec.size
         if self._pending_rows >= self.batch_rows:
             self._write_run()
-        return None
 
     def _check_missing(
-        self, corpus: int, k: int, shard: FeatureShard, ids: Sequence[str], meta
+        self, corpus: int, k: int, shard: FeatureShard, ids: Sequence[str], meta: str | Path
     ) -> None:
         rejected = {str(r.get("utt_id")) for r in shard.attrs.get("rejected", [])}
         missing = [u for u in ids if u not in shard.index and u not in rejected]
