@@ -19,9 +19,6 @@ rule extract_features:
         mem_mb=mem_mb(2000),
         runtime=120,
     params:
-        spec=lambda w: feature_spec(config, w.featureset),
-        gain=lambda w: gain_config(config, w.featureset),
-        on_bad_audio=lambda w: CORPORA[w.corpus].get("on_bad_audio", "fail"),
-        augment=lambda w: augment_config(config, w.featureset),
+        extraction=lambda w: extraction_settings(w.corpus, w.featureset),
     script:
         "../scripts/extract_features.py"

@@ -6,15 +6,16 @@ from deepser.workflow.rulelog import rule_log
 
 sm = snakemake  # noqa: F821 (injected by the script directive)
 with rule_log(sm) as log:
-    gain = shard_gain(sm.params.gain, sm.input.gain[0] if sm.input.gain else None)
+    settings = sm.params.extraction
+    gain = shard_gain(settings["gain"], sm.input.gain[0] if sm.input.gain else None)
     entries = read_manifest(sm.input.manifest)
-    log.info("feature spec %s, gain %s, %d utterances", sm.params.spec, gain, len(entries))
+    log.info("feature spec %s, gain %s, %d utterances", settings["spec"], gain, len(entries))
     extract_shard(
         [(e.utt_id, e.audio) for e in entries],
-        sm.params.spec,
+        settings["spec"],
         gain,
         sm.output[0],
-        sm.params.on_bad_audio,
-        augment=sm.params.augment,
+        settings["on_bad_audio"],
+        augment=settings["augment"],
         states={e.utt_id: e.state for e in entries},
     )

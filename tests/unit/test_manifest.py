@@ -15,11 +15,13 @@ import soundfile as sf
 from deepser.corpus.manifest import (
     Entry,
     file_digest,
+    manifest_is_whole,
     read_manifest,
     read_sources,
     recorded_sources,
     refresh_manifest,
     shard_rows,
+    shards_with_outputs,
     start_unchanged_check,
     unchanged_manifests,
     write_manifests,
@@ -78,6 +80,17 @@ def test_manifests_hold_every_shard_with_each_files_state(shard, tmp_path: Path)
     assert entry == Entry("u1", rows[1][1], st.st_size, st.st_mtime_ns)
     sources = read_sources(features)
     assert sources["u1"].digest == file_digest(rows[1][1]) and sources["u1"].size == st.st_size
+
+
+def test_given_states_are_written_and_odd_names_read_back(tmp_path: Path) -> None:
+    """The meta check's states are written as given; names the csv module quotes (a quote, a
+    tab) read back as they were."""
+    for names in (["u0", "wav/u0.wav", "u1", "wav/u1.wav"], ['u"0', 'a "b".wav', "u\t1", "c.wav"]):
+        rows = [(names[0], names[1], 0), (names[2], names[3], 1)]
+        write_manifests(tmp_path, rows, 2, states=[(10, 20), (-1, 0)])
+        assert read_manifest(tmp_path / "shard-0.tsv") == [Entry(names[0], names[1], 10, 20)]
+        assert read_manifest(tmp_path / "shard-1.tsv") == [Entry(names[2], names[3], -1, 0)]
+        assert manifest_is_whole(tmp_path / "shard-1.tsv")
 
 
 def test_unchanged_files_leave_the_manifest_alone(shard) -> None:
@@ -155,6 +168,52 @@ def test_without_a_record_a_differing_file_counts_as_changed(shard, tmp_path: Pa
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(b"not hdf5")
     assert read_sources(damaged) == {} and read_sources(tmp_path / "absent.h5") == {}
+
+
+def test_a_file_edited_before_its_shard_was_extracted_keeps_the_manifest(tmp_path: Path) -> None:
+    """A shard with nothing extracted is planned on its manifest as the meta stage wrote it
+    (its files are not compared): an edit made meanwhile (here a new size) is extracted with
+    the manifest's earlier state recorded, and that content then counts as the extracted one."""
+    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), 0) for i in range(2)]
+    write_manifests(tmp_path / "shards", rows, 1)
+    manifest = tmp_path / "shards/shard-0.tsv"
+    original = manifest.read_bytes()
+    _wav(Path(rows[1][1]), 42)
+    with open(rows[1][1], "ab") as f:
+        f.write(b"\0\0")  # another size, after the meta stage
+    entries = read_manifest(manifest)
+    features = tmp_path / "features/shard-0.h5"
+    extract_shard(
+        shard_rows(manifest), SPEC, {"method": "none"}, features,
+        states={e.utt_id: e.state for e in entries},
+    )  # fmt: skip
+    assert not _refresh(manifest, features, rows)
+    assert manifest.read_bytes() == original
+    _wav(Path(rows[1][1]), 43)  # and an edit after the extraction counts
+    assert _refresh(manifest, features, rows)
+
+
+def test_a_manifest_is_whole_with_its_header_and_a_complete_last_row(tmp_path: Path) -> None:
+    rows = [(f"u{i}", _wav(tmp_path / f"wav/u{i}.wav", i), i % 2) for i in range(3)]
+    write_manifests(tmp_path, rows, 3)
+    full, empty = tmp_path / "shard-0.tsv", tmp_path / "shard-2.tsv"
+    assert manifest_is_whole(full) and manifest_is_whole(empty)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.tsv"
+    for damaged in (data[:-1], data[:-8], b"utt_id\taudio\n" + data[30:], b"\xff" + data, b""):
+        cut.write_bytes(damaged)
+        assert not manifest_is_whole(cut), damaged
+    assert not manifest_is_whole(tmp_path / "absent.tsv")
+    assert not manifest_is_whole(tmp_path)  # a folder
+
+
+def test_shards_with_outputs_are_read_off_the_file_names(tmp_path: Path) -> None:
+    for name in ("a/shard-3.h5", "a/shard-10.h5", "b/shard-3.json", "b/shard-x.h5", "b/other.h5"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "c.json").write_bytes(b"")
+    folders = [tmp_path / "a", tmp_path / "b", tmp_path / "c.json", tmp_path / "z"]
+    assert shards_with_outputs(folders) == {3, 10}
 
 
 def test_the_parallel_check_agrees_with_the_serial_one(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from deepser.corpus.audio import load_audio
+from deepser.corpus.manifest import file_digest, manifest_is_whole, read_sources
 from deepser.database.windows import cut_windows
 from deepser.features.registry import extract, resolve_spec
 
@@ -230,6 +231,32 @@ def test_large_audio_files_rerun_on_content_not_on_touch(workdir: Path) -> None:
     assert set(planned_wildcards(proc)) >= {f"corpus=demo, featureset=logmel, shard={row['shard']}"}
     run_workflow(workdir, CONFIG)
     assert planned(run_workflow(workdir, CONFIG, "-n")) == {}
+
+
+def test_a_fresh_shard_is_planned_on_its_manifest_alone(tmp_path: Path) -> None:
+    """Until a shard is extracted its files are not compared with its manifest (its jobs run
+    anyway): an edit made after the meta stage is extracted, then counts as the extracted
+    content (no second extraction); a damaged manifest of a fresh shard is rebuilt."""
+    db = "results/db/small.h5"
+    run_workflow(tmp_path, CONFIG, "results/corpora/demo/meta.tsv")
+    meta = pd.read_csv(tmp_path / "results/corpora/demo/meta.tsv", sep="\t", dtype=str)
+    row = meta.iloc[5]
+    shards = tmp_path / "results/corpora/demo/shards"
+    manifest = shards / f"shard-{row['shard']}.tsv"
+    before = manifest.read_bytes()
+    wav = tmp_path / row["audio"]
+    y, sr = sf.read(wav, dtype="float32")
+    sf.write(wav, np.concatenate([y, y]) * 0.5, sr, subtype="PCM_16")  # other content and size
+    other = shards / f"shard-{(int(row['shard']) + 1) % 3}.tsv"
+    other.write_bytes(other.read_bytes()[:-5])  # cut inside its last row
+    assert planned(run_workflow(tmp_path, CONFIG, db, "-n"))["extract_features"] == 3
+    assert manifest.read_bytes() == before  # not compared, not rewritten
+    assert manifest_is_whole(other)  # rebuilt from the validated meta
+    run_workflow(tmp_path, CONFIG, db)
+    features = tmp_path / f"results/corpora/demo/features/logmel/shard-{row['shard']}.h5"
+    assert read_sources(features)[row["utt_id"]].digest == file_digest(wav)
+    assert planned(run_workflow(tmp_path, CONFIG, db, "-n")) == {}
+    assert manifest.read_bytes() == before
 
 
 def test_feature_parameter_change_reruns_that_feature_set(workdir: Path) -> None:
