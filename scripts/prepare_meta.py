@@ -17,7 +17,7 @@ with rule_log(sm) as log:
     write_tsv(sm.output.rejected, pd.DataFrame(result.rejected, columns=columns))
     table = result.table
     rows = zip(table["utt_id"], table["audio"], table["shard"], strict=True)
-    write_manifests(sm.output.shards, list(rows), spec.n_shards)
+    write_manifests(sm.output.shards, list(rows), spec.n_shards, result.states)
     log.info(
         "%d utterances, %d rejected; vocabularies: %s",
         len(result.table),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,9 @@ def test_parallel_audio_checks_give_the_same_result(tmp_path: Path, monkeypatch)
     assert skip[0].table.equals(skip[1].table) and len(skip[0].table) == 12
     assert skip[0].rejected == skip[1].rejected
     assert [r["line"] for r in skip[0].rejected] == [3, 6, 9, 12]
+    # each usable file's state, from the check's own stat (what the shard manifests record)
+    states = [(os.stat(a).st_size, os.stat(a).st_mtime_ns) for a in skip[0].table["audio"]]
+    assert skip[0].states == skip[1].states == states
 
 
 def test_one_file_named_through_links_is_a_duplicate(tmp_path: Path) -> None:

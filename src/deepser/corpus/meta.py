@@ -52,7 +52,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepser.corpus.probe import audio_problems
+from deepser.corpus.probe import AudioChecks
 from deepser.errors import MetaError, Problem
 from deepser.files import read_tsv
 
@@ -122,6 +122,8 @@ class MetaResult:
     table: pd.DataFrame
     vocab: dict[str, dict[str, Any]]
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # the (size, mtime ns) of each row's audio file as its check saw it (None: not checked)
+    states: list[tuple[int, int]] | None = None
 
 
 def shard_of(utt_id: str, n_shards: int) -> int:
@@ -457,18 +459,20 @@ def _keep_usable_audio(
     spec: CorpusSpec,
     fname: str,
     rows: list[tuple[dict[str, Any], str, str]],
-    workers: int,
-) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
-    """Check the audio of ``rows`` ((record, path as written, resolved audio path) each):
-    (the records whose audio is usable, the problems of the others with ``on_bad_audio: fail``,
-    their ``rejected`` entries with ``skip``)."""
-    reasons = audio_problems([audio for _, _, audio in rows], workers)
+    checks: list[tuple[str | None, tuple[int, int]]],
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]], list[Problem], list[dict[str, Any]]]:
+    """Sort ``rows`` ((record, path as written, resolved audio path) each) by their audio's
+    ``checks`` ((reason, state) each): (the records whose audio is usable, their files' states,
+    the problems of the others with ``on_bad_audio: fail``, their ``rejected`` entries with
+    ``skip``)."""
     kept: list[dict[str, Any]] = []
+    states: list[tuple[int, int]] = []
     problems: list[Problem] = []
     rejected: list[dict[str, Any]] = []
-    for (record, rel, _), reason in zip(rows, reasons, strict=True):
+    for (record, rel, _), (reason, state) in zip(rows, checks, strict=True):
         if reason is None:
             kept.append(record)
+            states.append(state)
         elif spec.on_bad_audio == "skip":
             rejected.append(
                 {
@@ -481,7 +485,7 @@ def _keep_usable_audio(
             )
         else:
             problems.append(Problem(fname, record["line"], f"{rel}: {reason}"))
-    return kept, problems, rejected
+    return kept, states, problems, rejected
 
 
 class _RowChecker:
@@ -610,8 +614,8 @@ def read_meta(spec: CorpusSpec, check_files: bool = True, workers: int = 1) -> M
     utterance ids follow :func:`audio_location` (the module docstring has the rule). Audio files
     that are missing, unreadable, empty or folders are problems when ``on_bad_audio`` is
     ``fail``; with ``skip`` they are left out and listed in ``rejected``. Their headers are
-    checked after the rows, in ``workers`` processes when there are many
-    (:func:`deepser.corpus.probe.audio_problems`).
+    checked as the rows are, in ``workers`` processes when there are many
+    (:class:`deepser.corpus.probe.AudioChecks`); ``states`` holds each usable file's state.
     """
     with _gc_paused():
         return _read_meta(spec, check_files, workers)
@@ -642,12 +646,22 @@ def _read_meta(spec: CorpusSpec, check_files: bool, workers: int) -> MetaResult:
         )
 
     checker = _RowChecker(spec, fname, len(header), audio_idx, col_idx)
-    valid = [row for line, cells in data_rows if (row := checker.check(line, cells)) is not None]
+    valid: list[tuple[dict[str, Any], str, str]] = []
+    # the audio headers are checked in worker processes while the next rows are validated
+    with AudioChecks(workers if check_files else 1, len(data_rows)) as checks:
+        for line, cells in data_rows:
+            row = checker.check(line, cells)
+            if row is not None:
+                valid.append(row)
+                if check_files:
+                    checks.add(row[2])
+        audio = checks.results() if check_files else None
     problems = checker.problems
     records = [record for record, _, _ in valid]
     rejected: list[dict[str, Any]] = []
-    if check_files:
-        records, bad_audio, rejected = _keep_usable_audio(spec, fname, valid, workers)
+    states = None
+    if audio is not None:
+        records, states, bad_audio, rejected = _keep_usable_audio(spec, fname, valid, audio)
         problems = sorted(problems + bad_audio, key=attrgetter("line"))  # stable: line order
     if problems:
         raise MetaError(problems)
@@ -664,7 +678,7 @@ def _read_meta(spec: CorpusSpec, check_files: bool, workers: int) -> MetaResult:
             list(col.classes) if col.classes else sorted(table[col.name].unique(), key=natural_key)
         )
         vocab[col.name] = {"type": "categorical", "classes": classes}
-    return MetaResult(table=table, vocab=vocab, rejected=rejected)
+    return MetaResult(table=table, vocab=vocab, rejected=rejected, states=states)
 
 
 def read_table(

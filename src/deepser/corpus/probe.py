@@ -3,10 +3,11 @@
 :func:`wav_frames` parses the header of a plain RIFF/WAVE file (PCM or IEEE float, also as
 WAVE_FORMAT_EXTENSIBLE) in Python, without libsndfile; it answers only when it is sure, with the
 frames and sample rate ``soundfile.info`` gives, and ``None`` for anything else (other formats,
-unusual chunks, a data chunk that does not end the file, ...). :func:`audio_problem` uses it
+unusual chunks, a data chunk that does not end the file, ...). :func:`audio_check` uses it
 first and falls back to :func:`deepser.corpus.audio.check_audio` (libsndfile), so its answers
-and messages are check_audio's. :func:`audio_problems` checks many files, in parallel processes
-if asked.
+and messages are check_audio's; it gives the file's state (size, modification time) from the
+same ``stat`` too. :class:`AudioChecks` checks many files in parallel processes while the caller
+goes on, :func:`audio_problems` a list of them.
 
 What the parser accepts follows libsndfile 1.2's WAV reader (``wav.c``, ``wavlike.c``): a
 ``fmt `` chunk (PCM of 8, 16, 24 or 32 bits, float of 32 or 64 bits, block align equal to
@@ -24,7 +25,7 @@ import stat
 import struct
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from deepser.corpus.audio import check_audio
@@ -153,29 +154,41 @@ def wav_frames(path: str | Path) -> tuple[int, int] | None:
     return _regular_wav_frames(path, st.st_size)
 
 
-def audio_problem(path: str | Path) -> str | None:
-    """Why the audio file ``path`` cannot be used (None: it can): a folder, or the reason
+State = tuple[int, int]  # (size, modification time in ns) of a file
+NO_STATE: State = (-1, 0)  # a file that cannot be stat'ed (deepser.corpus.manifest.MISSING)
+
+
+def audio_check(path: str | Path) -> tuple[str | None, State]:
+    """Why the audio file ``path`` cannot be used (None: it can), and its state from the same
+    ``stat`` (:data:`NO_STATE` when there is none): a folder, or the reason
     :func:`~deepser.corpus.audio.check_audio` gives. A plain WAV header is read in Python,
     anything else by libsndfile."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         st = None
+    state = NO_STATE if st is None else (st.st_size, st.st_mtime_ns)
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            return FOLDER
+            return FOLDER, state
         if stat.S_ISREG(st.st_mode) and _regular_wav_frames(path, st.st_size) is not None:
-            return None
+            return None, state
     try:
         check_audio(path)
     except AudioError as exc:
-        return exc.reason
-    return None
+        return exc.reason, state
+    return None, state
 
 
-def _serial(paths: Sequence[str | Path]) -> list[str | None]:
-    """:func:`audio_problem` of each path, in this process."""
-    return [audio_problem(p) for p in paths]
+def audio_problem(path: str | Path) -> str | None:
+    """Why the audio file ``path`` cannot be used (None: it can): :func:`audio_check`'s
+    reason."""
+    return audio_check(path)[0]
+
+
+def _serial(paths: Sequence[str]) -> list[tuple[str | None, State]]:
+    """:func:`audio_check` of each path, in this process."""
+    return [audio_check(p) for p in paths]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -183,6 +196,60 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()
+
+
+class AudioChecks:
+    """:func:`audio_check` of paths given one at a time (:meth:`add`), while the caller goes on
+    (validating the next rows of a meta file, say): in ``workers`` processes, a chunk of
+    ``chunk`` paths (default :data:`CHUNK_PATHS`) as soon as it is full, when ``workers`` > 1
+    and ``expected`` (the number of paths to come) is above ``min_parallel`` (default
+    :data:`MIN_PARALLEL`); else in this process, when :meth:`results` is asked for. Use it as
+    a context manager: leaving it stops the workers."""
+
+    def __init__(
+        self,
+        workers: int,
+        expected: int,
+        chunk: int | None = None,
+        min_parallel: int | None = None,
+    ) -> None:
+        min_parallel = MIN_PARALLEL if min_parallel is None else min_parallel
+        self._workers, self._chunk = workers, chunk or CHUNK_PATHS
+        self._parallel = workers > 1 and expected > min_parallel
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Future[list[tuple[str | None, State]]]] = []
+        self._pending: list[str] = []
+
+    def __enter__(self) -> AudioChecks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, path: str | Path) -> None:
+        self._pending.append(str(path))
+        if self._parallel and len(self._pending) >= self._chunk:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=_pool_context())
+        self._futures.append(self._pool.submit(_serial, self._pending))
+        self._pending = []
+
+    def results(self) -> list[tuple[str | None, State]]:
+        """(reason, state) of every path added, in order."""
+        if self._parallel and self._pending:
+            self._submit()
+        out = [check for future in self._futures for check in future.result()]
+        out += _serial(self._pending)
+        self._futures, self._pending = [], []
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 def audio_problems(
@@ -194,11 +261,7 @@ def audio_problems(
     """:func:`audio_problem` of every path, in order: in ``workers`` processes over chunks of
     ``chunk`` paths (default :data:`CHUNK_PATHS`) when ``workers`` > 1 and there are more than
     ``min_parallel`` paths (default :data:`MIN_PARALLEL`), else in this process."""
-    chunk = chunk or CHUNK_PATHS
-    min_parallel = MIN_PARALLEL if min_parallel is None else min_parallel
-    if workers <= 1 or len(paths) <= min_parallel:
-        return _serial(paths)
-    chunks = [[str(p) for p in paths[i : i + chunk]] for i in range(0, len(paths), chunk)]
-    n = min(workers, len(chunks))
-    with ProcessPoolExecutor(max_workers=n, mp_context=_pool_context()) as pool:
-        return [reason for part in pool.map(_serial, chunks) for reason in part]
+    with AudioChecks(workers, len(paths), chunk, min_parallel) as checks:
+        for path in paths:
+            checks.add(path)
+        return [reason for reason, _ in checks.results()]
