@@ -41,6 +41,6 @@ def test_log_mel_with_numpys_fft_equals_scipys(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
     with_scipy = extract(y, spec)
-    monkeypatch.setattr(spectral, "_rfft", np.fft.rfft)
+    monkeypatch.setattr(spectral, "_rfft", lambda: np.fft.rfft)
     with_numpy = extract(y, spec)
     assert np.abs(with_numpy - with_scipy).max() < 1e-3  # dB

@@ -11,11 +11,6 @@ import numpy as np
 
 from deepser.errors import FeatureError
 
-try:  # scipy's FFT keeps float32 (complex64) and is ~5x faster than numpy's here
-    from scipy.fft import rfft as _rfft
-except ImportError:  # the light runtime install (deepser[runtime]) has no scipy
-    from numpy.fft import rfft as _rfft
-
 AMIN = 1e-10  # power floor before the logarithm (librosa's power_to_db default)
 
 
@@ -39,9 +34,21 @@ def window(win_length: int, n_fft: int) -> np.ndarray:
     return np.pad(win, (left, n_fft - win_length - left))
 
 
+@lru_cache(maxsize=1)
+def _rfft() -> Any:
+    """scipy's real FFT, which keeps float32 (complex64) and is ~5x faster than numpy's here;
+    numpy's in the light runtime install (deepser[runtime], no scipy). Imported on first use:
+    scipy.fft takes 0.2 s to import, which every workflow invocation would pay for."""
+    try:
+        from scipy.fft import rfft
+    except ImportError:
+        from numpy.fft import rfft
+    return rfft
+
+
 def power_spectrogram(y: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """|STFT|^2 as (frames, 1 + n_fft // 2) float32."""
-    spectrum = _rfft(frames(np.asarray(y, dtype=np.float32), spec), axis=1)
+    spectrum = _rfft()(frames(np.asarray(y, dtype=np.float32), spec), axis=1)
     return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
 
