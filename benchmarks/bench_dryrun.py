@@ -7,11 +7,15 @@ wav file (16 samples), 10 speakers (leave-one-speaker-out: 10 folds), 4 emotions
 checkpoint (`prepare_meta`, which checks every audio header) is run for real first, as it is
 after the first invocation on a real corpus; its time is printed too. Then the dry run of the
 whole workflow is timed (best and median of ``--repeats``) and its job count read from
-Snakemake's job table. The baseline, measured in the same run the same way, is a corpus of the
-demo's size (320 utterances, 8 speakers, 4 shards): the ratio shows how the dry run scales.
+Snakemake's job table. Nothing is extracted yet then, so no shard's manifest is compared with
+its audio files; the re-run dry runs that follow have every shard extracted (empty files stand in
+for the log-mel shards), so every manifest is compared (one ``stat`` per audio file). The
+baseline, measured in the same run the same way, is a corpus of the demo's size (320
+utterances, 8 speakers, 4 shards): the ratio shows how the dry run scales.
 
-Targets: under 10 s and under 1,000 jobs for 20,000 utterances. Exit status 0 whatever the result
-(read the PASS/MISS line).
+Targets: both dry runs under 10 s, and no job per utterance: fewer jobs than 2 per shard (one per
+feature set: the log-mel and the classic baseline's functionals) + 100. Exit status 0 whatever
+the result (read the PASS/MISS line).
 
     .venv/bin/python benchmarks/bench_dryrun.py [--utterances 20000] [--shards 64] [--repeats 3]
 """
@@ -117,6 +121,7 @@ def measure(root: Path, n_utterances: int, n_speakers: int, n_shards: int, repea
         seconds, out = snakemake(root, "--dry-run")
         times.append(seconds)
     jobs = job_table(out)
+    rerun = rerun_dry_runs(root, n_shards, repeats)
     return {
         "utterances": n_utterances,
         "folds": jobs.get("train_fold", 0),
@@ -127,8 +132,25 @@ def measure(root: Path, n_utterances: int, n_speakers: int, n_shards: int, repea
         "prepare_meta_s": checkpoint,
         "dry_run_best_s": min(times),
         "dry_run_median_s": statistics.median(times),
+        "rerun_best_s": min(rerun),
+        "rerun_median_s": statistics.median(rerun),
         "table": jobs,
     }
+
+
+def rerun_dry_runs(root: Path, n_shards: int, repeats: int) -> list[float]:
+    """Dry runs as on a re-run, every shard already extracted: each shard's manifest is then
+    compared with its audio files (one stat per file, the shards without outputs are not).
+    Empty files stand in for the log-mel shards (the tiny wav files cannot be extracted); they
+    are removed afterwards."""
+    folder = root / "results/corpora/big/features/logmel"
+    folder.mkdir(parents=True)
+    for k in range(n_shards):
+        (folder / f"shard-{k}.h5").touch()
+    try:
+        return [snakemake(root, "--dry-run")[0] for _ in range(repeats)]
+    finally:
+        shutil.rmtree(folder)
 
 
 def main() -> None:
@@ -138,7 +160,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=64, help="feature shards (jobs)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target-seconds", type=float, default=10.0)
-    parser.add_argument("--max-jobs", type=int, default=1000)
+    parser.add_argument("--max-jobs", type=int, help="default: 2 per shard + 100")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     args = parser.parse_args()
 
@@ -153,25 +175,34 @@ def main() -> None:
     print("snakemake --dry-run of the whole workflow (after the meta checkpoint has run)")
     print(
         f"{'corpus':<9} {'utterances':>10} {'folds':>5} {'shards':>6} {'jobs':>5} "
-        f"{'dry run best':>12} {'median':>7} {'prepare_meta':>12} {'1st dry run':>11}"
+        f"{'dry run best':>12} {'median':>7} {'re-run median':>13} "
+        f"{'prepare_meta':>12} {'1st dry run':>11}"
     )
     for name, r in (("baseline", small), ("large", big)):
         print(
             f"{name:<9} {r['utterances']:>10} {r['folds']:>5} {r['shards']:>6} {r['jobs']:>5} "
             f"{r['dry_run_best_s']:>11.2f}s {r['dry_run_median_s']:>6.2f}s "
+            f"{r['rerun_median_s']:>12.2f}s "
             f"{r['prepare_meta_s']:>11.2f}s {r['first_dry_run_s']:>10.2f}s"
         )
+    print(
+        "dry run: nothing extracted yet; re-run: every shard extracted (its manifest compared "
+        "with its files); 1st dry run: before the meta checkpoint"
+    )
     print(f"jobs of the large run: {big['table']}")
     ratio = big["dry_run_median_s"] / small["dry_run_median_s"]
     print(
         f"ratio large/baseline (median dry run): {ratio:.2f}x for "
         f"{big['utterances'] / small['utterances']:.0f}x the utterances"
     )
-    ok = big["dry_run_median_s"] < args.target_seconds and big["jobs"] < args.max_jobs
+    max_jobs = args.max_jobs or 2 * args.shards + 100
+    slowest = max(big["dry_run_median_s"], big["rerun_median_s"])
+    ok = slowest < args.target_seconds and big["jobs"] < max_jobs
     judged = Verdict(
         f"snakemake --dry-run of {big['utterances']} utterances, {big['folds']} folds",
-        f"{big['dry_run_median_s']:.2f} s, {big['jobs']} jobs",
-        f"< {args.target_seconds:g} s, < {args.max_jobs} jobs",
+        f"{big['dry_run_median_s']:.2f} s, re-run {big['rerun_median_s']:.2f} s, "
+        f"{big['jobs']} jobs",
+        f"< {args.target_seconds:g} s each, < {max_jobs} jobs",
         ok,
     )
     print(judged.line())
