@@ -11,7 +11,7 @@ from deepser.corpus.manifest import (
     recorded_sources,
     refresh_manifest,
     shards_with_outputs,
-    start_unchanged_check,
+    UnchangedCheck,
 )
 from deepser.corpus.meta import read_table
 from deepser.corpus.summary import distinct_rows
@@ -134,13 +134,15 @@ def _compared_shards(corpus):
 
 def _check_manifests(corpus):
     """Start checking which compared shards of a corpus have every audio file in its
-    manifest's state (deepser.corpus.manifest; a million files: one stat each, in parallel
-    processes); returns the function that waits for the set of unchanged shards."""
+    manifest's state (deepser.corpus.manifest; a million files: one stat each, in child
+    processes); returns the function that answers for one shard, as soon as its own manifest
+    is checked."""
     folder = f"{RESULTS}/corpora/{corpus}/shards"
     shards = _compared_shards(corpus)
     paths = [f"{folder}/{manifest_name(k)}" for k in shards]
-    collect = start_unchanged_check(paths, min(8, len(os.sched_getaffinity(0))))
-    return lambda: frozenset(k for k, same in zip(shards, collect()) if same)
+    check = UnchangedCheck(paths, min(8, len(os.sched_getaffinity(0))))
+    index = {k: i for i, k in enumerate(shards)}
+    return lambda shard: check[index[shard]]
 
 
 # Started now, while the workflow is parsed and planned: the answers are used only once the
@@ -153,10 +155,18 @@ _MANIFEST_CHECKS = {
 
 
 @lru_cache(maxsize=None)
-def _unchanged_shards(corpus):
-    """The compared shards of a corpus whose audio files are all in their manifest's state."""
+def _manifest_check(corpus):
+    """Whether a compared shard of a corpus has all its audio files in its manifest's state
+    (a function of the shard)."""
     checkpoints.prepare_meta.get(corpus=corpus)  # complete: its manifests were checked
-    return (_MANIFEST_CHECKS.pop(corpus, None) or _check_manifests(corpus))()
+    return _MANIFEST_CHECKS.pop(corpus, None) or _check_manifests(corpus)
+
+
+@lru_cache(maxsize=None)
+def _manifest_folder(corpus):
+    """The folder of a corpus's shard manifests, once its meta checkpoint is complete (an
+    incomplete one raises, and is asked again: exceptions are not cached)."""
+    return checkpoints.prepare_meta.get(corpus=corpus).output.shards
 
 
 @lru_cache(maxsize=None)
@@ -164,11 +174,10 @@ def _fresh_manifest(corpus, shard):
     """The manifest of one shard (written by the meta checkpoint), brought up to date with
     its audio files (deepser.corpus.manifest: rewritten only when a file's content changed).
     """
-    folder = checkpoints.prepare_meta.get(corpus=corpus).output.shards
-    path = f"{folder}/{manifest_name(shard)}"
+    path = f"{_manifest_folder(corpus)}/{manifest_name(shard)}"
     if not workflow.remote_exec:  # a cluster job checks its own shard only, below
         if int(shard) in _compared_shards(corpus):
-            if int(shard) in _unchanged_shards(corpus):
+            if _manifest_check(corpus)(int(shard)):
                 return path
         elif manifest_is_whole(path):
             return path  # nothing extracted to compare with: its jobs run anyway

@@ -14,6 +14,7 @@ import soundfile as sf
 
 from deepser.corpus.manifest import (
     Entry,
+    UnchangedCheck,
     file_digest,
     manifest_is_whole,
     read_manifest,
@@ -22,7 +23,6 @@ from deepser.corpus.manifest import (
     refresh_manifest,
     shard_rows,
     shards_with_outputs,
-    start_unchanged_check,
     unchanged_manifests,
     write_manifests,
 )
@@ -224,9 +224,10 @@ def test_the_parallel_check_agrees_with_the_serial_one(tmp_path: Path) -> None:
     expected = [True] * 4 + [False] + [True] * 4 + [False]
     assert unchanged_manifests(paths, 1) == expected
     assert unchanged_manifests(paths, 2) == expected  # two child processes
-    collect = start_unchanged_check(paths, 3)
+    check = UnchangedCheck(paths, 3)
     (tmp_path / "shards/shard-0.tsv").write_text("rewritten meanwhile\n")
-    assert collect() == [False, *expected[1:]]  # a manifest rewritten since is checked again
+    assert check[4] is False and check[5] is True  # answered one by one, in any order
+    assert check.results() == [False, *expected[1:]]  # a manifest rewritten since: again
 
 
 def test_distinct_rows_are_counted_once_and_cached_per_meta_version(tmp_path: Path) -> None:

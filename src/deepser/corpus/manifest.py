@@ -236,59 +236,85 @@ def _all_unchanged(path: Path) -> bool:
 def unchanged_manifests(paths: Sequence[str | Path], workers: int = 1) -> list[bool]:
     """For each manifest, whether every file of it is in its entry's state (the fast check of
     :func:`refresh_manifest`), checked in ``workers`` child processes: see
-    :func:`start_unchanged_check`."""
-    return start_unchanged_check(paths, workers)()
+    :class:`UnchangedCheck`."""
+    return UnchangedCheck(paths, workers).results()
 
 
-def start_unchanged_check(
-    paths: Sequence[str | Path], workers: int = 1
-) -> Callable[[], list[bool]]:
-    """Start :func:`unchanged_manifests`'s check in ``workers`` child processes and return the
-    function that waits for its answer, so the caller can do other work meanwhile (threads
-    would contend for the interpreter lock). Fewer than 8 manifests are checked in this process
-    when the answer is asked for. A child that fails leaves its manifests to a serial check."""
-    names = [str(p) for p in paths]
-    if workers < 1 or len(names) < max(8, workers):  # a few manifests: checked when asked
-        return lambda: [_all_unchanged(Path(p)) for p in names]
-    started = [file_state(p) for p in names]  # a manifest rewritten since is checked again
-    parts = [names[i::workers] for i in range(workers)]
-    root = str(Path(__file__).resolve().parents[2])  # the folder that holds the package
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from deepser.corpus.manifest import _report_unchanged; _report_unchanged()"
-    )
-    procs = []
-    for part in parts:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, root],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+class UnchangedCheck:
+    """:func:`unchanged_manifests`'s check, started in ``workers`` child processes (threads
+    would contend for the interpreter lock) while the caller goes on: ``check[i]`` tells
+    whether manifest ``i`` is unchanged, waiting only until the child that has it has answered
+    it (each child answers its manifests one at a time, in order), so the caller can use the
+    first answers while the children work on. Fewer than 8 manifests are checked in this
+    process when asked. A manifest that a child did not answer (it failed) or that was
+    rewritten since the check started is checked again in this process."""
+
+    def __init__(self, paths: Sequence[str | Path], workers: int = 1) -> None:
+        self._names = [str(p) for p in paths]
+        self._known: dict[int, bool] = {}
+        self._procs: list[subprocess.Popen[bytes] | None] = []
+        self._answers: list[list[bool]] = []
+        if workers < 1 or len(self._names) < max(8, workers):
+            return
+        self._started = [file_state(p) for p in self._names]
+        root = str(Path(__file__).resolve().parents[2])  # the folder that holds the package
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from deepser.corpus.manifest import _report_unchanged; _report_unchanged()"
         )
-        proc.stdin.write("\n".join(part) + "\n")  # type: ignore[union-attr]
-        proc.stdin.close()  # type: ignore[union-attr]
-        procs.append(proc)
+        for k in range(workers):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code, root],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            proc.stdin.write(("\n".join(self._names[k::workers]) + "\n").encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+            self._procs.append(proc)
+            self._answers.append([])
 
-    def collect() -> list[bool]:
-        results: dict[str, bool] = {}
-        for proc, part in zip(procs, parts, strict=True):
-            out = proc.stdout.read().strip()  # type: ignore[union-attr]
-            proc.stdout.close()  # type: ignore[union-attr]
-            if proc.wait() == 0 and len(out) == len(part):
-                results.update(zip(part, (c == "1" for c in out), strict=True))
-        return [
-            results[p] if p in results and file_state(p) == state else _all_unchanged(Path(p))
-            for p, state in zip(names, started, strict=True)
-        ]
+    def __len__(self) -> int:
+        return len(self._names)
 
-    return collect
+    def __getitem__(self, i: int) -> bool:
+        if i not in self._known:
+            answer = self._child_answer(i)
+            name = self._names[i]
+            if answer is None or file_state(name) != self._started[i]:
+                answer = _all_unchanged(Path(name))
+            self._known[i] = answer
+        return self._known[i]
+
+    def results(self) -> list[bool]:
+        """Every manifest's answer, in order."""
+        return [self[i] for i in range(len(self))]
+
+    def _child_answer(self, i: int) -> bool | None:
+        """The answer of the child that checks manifest ``i`` (None: there is none)."""
+        if not self._procs:
+            return None
+        child, position = i % len(self._procs), i // len(self._procs)
+        answers = self._answers[child]
+        while len(answers) <= position and (proc := self._procs[child]) is not None:
+            out = os.read(proc.stdout.fileno(), 65536)  # type: ignore[union-attr]
+            if out.strip(b"01") or not out:  # the end, or not an answer: nothing more
+                proc.stdout.close()  # type: ignore[union-attr]
+                proc.kill()
+                proc.wait()
+                self._procs[child] = None
+                break
+            answers += [c == ord("1") for c in out]
+        return answers[position] if position < len(answers) else None
 
 
 def _report_unchanged() -> None:
-    """A child of :func:`unchanged_manifests`: manifest paths on stdin, 1 or 0 each out."""
-    paths = sys.stdin.read().split("\n")
-    sys.stdout.write("".join("1" if _all_unchanged(Path(p)) else "0" for p in paths if p))
+    """A child of :class:`UnchangedCheck`: manifest paths on stdin, 1 or 0 out as each one is
+    checked."""
+    for path in sys.stdin.read().split("\n"):
+        if path:
+            sys.stdout.write("1" if _all_unchanged(Path(path)) else "0")
+            sys.stdout.flush()
 
 
 def refresh_manifest(
